@@ -1,0 +1,211 @@
+"""Admin for practice staff and doctors: appointments scoped to their own practices.
+
+Permissions come from practice memberships, not from Django's model permissions:
+staff and doctors organise appointments of their practices, auditors see none, and
+only superusers manage practices, memberships and API keys.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from consultations import services
+from consultations.models import ApiKey, Appointment, Membership, Practice
+
+ORGANISER_ROLES = (Membership.Role.DOCTOR, Membership.Role.STAFF)
+
+
+def organised_practices(request):
+    return services.practices_of(request.user, *ORGANISER_ROLES)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Practice)
+class PracticeAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "practice", "created_at"]
+    list_select_related = ["practice"]
+    readonly_fields = ["prefix", "created_at"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        # Keys are created with `manage.py create_api_key`, which shows the key once.
+        return False
+
+
+class AppointmentForm(forms.ModelForm):
+    # Declared here so that the admin keeps the browser's date-time picker, which needs
+    # no JavaScript of ours and works on phones.
+    scheduled_at = forms.DateTimeField(
+        label=_("scheduled for"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    class Meta:
+        model = Appointment
+        fields = ["doctor", "scheduled_at"]
+
+    def __init__(self, *args, practices=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "doctor" in self.fields:  # absent on the read-only detail page
+            self.fields["doctor"].queryset = services.doctors_of(practices)
+        if not self.is_bound and not self.instance.pk:
+            self.initial.setdefault(
+                "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
+            )
+
+    def clean_scheduled_at(self):
+        scheduled_at = self.cleaned_data["scheduled_at"]
+        if scheduled_at - timezone.now() > services.MAX_LEAD_TIME:
+            raise forms.ValidationError(_("Appointments can be booked at most 29 days in advance."))
+        return scheduled_at
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(admin.ModelAdmin):
+    form = AppointmentForm
+    list_display = ["scheduled_at", "doctor", "practice", "status_badge", "expires_at"]
+    list_select_related = ["doctor", "practice"]
+    list_filter = [("practice", admin.RelatedOnlyFieldListFilter)]
+    date_hierarchy = "scheduled_at"
+    actions = ["cancel_selected", "reissue_codes"]
+    codes_template = "admin/consultations/appointment/codes.html"
+
+    # --- scope ------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(practice__in=organised_practices(request))
+
+    def _organises(self, request, obj=None) -> bool:
+        if not request.user.is_active or not request.user.is_staff:
+            return False
+        if request.user.is_superuser:
+            return True
+        practices = organised_practices(request)
+        if obj is None:
+            return practices.exists()
+        return practices.filter(pk=obj.practice_id).exists()
+
+    def has_module_permission(self, request):
+        return self._organises(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._organises(request, obj)
+
+    def has_add_permission(self, request):
+        return self._organises(request)
+
+    def has_change_permission(self, request, obj=None):
+        # Appointments are never edited: times and codes change only through actions.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deletion is the purge job's; staff cancel instead.
+        return False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        practices = organised_practices(request)
+
+        class ScopedForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, practices=practices, **inner)
+
+        return ScopedForm
+
+    # --- list -------------------------------------------------------------------------
+
+    @admin.display(description=_("status"))
+    def status_badge(self, obj: Appointment):
+        status = obj.status()
+        return format_html('<span class="rc-status rc-status-{}">{}</span>', status, status.label)
+
+    # --- creation: codes shown exactly once -------------------------------------------
+
+    def save_model(self, request, obj, form, change):
+        issued = services.create_appointment(
+            doctor=form.cleaned_data["doctor"], scheduled_at=form.cleaned_data["scheduled_at"]
+        )
+        form.instance = issued.appointment
+        request._issued_codes = [issued]  # rendered in response_add, never stored
+
+    def save_related(self, request, form, formsets, change):
+        pass  # nothing related to save; the appointment was created by the service
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self.render_codes(request, request._issued_codes)
+
+    def render_codes(self, request, issued_list):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Access codes"),
+            "issued_list": issued_list,
+            "join_url": services.join_url(),
+        }
+        response = TemplateResponse(request, self.codes_template, context)
+        # The clear codes must not linger in any cache.
+        add_never_cache_headers(response)
+        patch_cache_control(response, no_store=True)
+        return response
+
+    # --- actions ----------------------------------------------------------------------
+
+    @admin.action(description=_("Cancel selected appointments"))
+    def cancel_selected(self, request, queryset):
+        cancelled = sum(services.cancel_appointment(appointment) for appointment in queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d appointment cancelled; its codes no longer work.",
+                "%(count)d appointments cancelled; their codes no longer work.",
+                cancelled,
+            )
+            % {"count": cancelled},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Issue new codes (old codes stop working)"))
+    def reissue_codes(self, request, queryset):
+        issued_list, refused = [], 0
+        for appointment in queryset.select_related("doctor", "practice"):
+            if appointment.is_valid():
+                issued_list.append(services.reissue_codes(appointment))
+            else:
+                refused += 1
+        if refused:
+            self.message_user(
+                request,
+                _("Expired or cancelled appointments get no new codes."),
+                messages.WARNING,
+            )
+        if not issued_list:
+            return None
+        return self.render_codes(request, issued_list)

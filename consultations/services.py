@@ -1,0 +1,304 @@
+"""Access codes and appointments: issue, verify, expire, cancel, re-issue, purge.
+
+Every edge (admin, API, join view, consumer, commands) calls these functions; none of
+them handles codes or digests itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from consultations.models import MAX_VALIDITY, ApiKey, Appointment, Membership, Practice
+
+# Crockford base32: no I, L, O, U — nothing a patient can misread on a slip.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 12  # 12 × 5 bits = 60 bits
+CODE_GROUP = 4
+VALID_AFTER_SCHEDULED = timedelta(hours=24)
+MAX_LEAD_TIME = timedelta(days=29)
+API_KEY_PREFIX_LENGTH = 8
+_CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_SEPARATORS = str.maketrans("", "", " -\t\n\r\u00a0\u2010\u2011\u2012\u2013")
+
+
+class AppointmentError(ValueError):
+    """A request for an appointment that the rules refuse; the message is for people."""
+
+
+@dataclass(frozen=True)
+class IssuedAppointment:
+    """An appointment together with its clear codes — which exist only in this object."""
+
+    appointment: Appointment
+    doctor_code: str
+    patient_code: str
+
+
+# --- Codes ----------------------------------------------------------------------------
+
+
+def generate_code() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def format_code(code: str) -> str:
+    """`7KQ2M9XD4TNF` → `7KQ2-M9XD-4TNF`."""
+    return "-".join(code[i : i + CODE_GROUP] for i in range(0, len(code), CODE_GROUP))
+
+
+def normalise_code(text: str) -> str | None:
+    """What a person typed → the canonical 12 characters, or None if it cannot be a code."""
+    if not isinstance(text, str):
+        return None
+    code = text.upper().translate(_SEPARATORS).translate(_CONFUSABLE)
+    if len(code) != CODE_LENGTH or any(char not in ALPHABET for char in code):
+        return None
+    return code
+
+
+def keyed_digest(value: str) -> str:
+    """HMAC-SHA256 with the server's code key: a stolen database reveals no code or key."""
+    key = settings.CODE_HMAC_KEY.encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def code_digest(code: str) -> str:
+    normalised = normalise_code(code)
+    if normalised is None:
+        raise ValueError("not an access code")
+    return keyed_digest(normalised)
+
+
+# --- Validity -------------------------------------------------------------------------
+
+
+def compute_expiry(scheduled_at: datetime, created_at: datetime) -> datetime:
+    """24 h after the appointment, but never more than 30 days after the codes were issued."""
+    return min(scheduled_at + VALID_AFTER_SCHEDULED, created_at + MAX_VALIDITY)
+
+
+def practices_of(user, *roles: str):
+    """The practices where the user holds one of the roles (all practices for superusers)."""
+    if user.is_superuser:
+        return Practice.objects.all()
+    memberships = Membership.objects.filter(user=user, user__is_active=True)
+    if roles:
+        memberships = memberships.filter(role__in=roles)
+    return Practice.objects.filter(id__in=memberships.values("practice_id"))
+
+
+def doctor_membership(user, practice: Practice | None = None) -> Membership | None:
+    memberships = Membership.objects.filter(
+        user=user, user__is_active=True, role=Membership.Role.DOCTOR
+    ).select_related("practice")
+    if practice is not None:
+        memberships = memberships.filter(practice=practice)
+    return memberships.first()
+
+
+def doctors_of(practices):
+    """Users that may be chosen as an appointment's doctor in these practices."""
+    return (
+        get_user_model()
+        .objects.filter(
+            is_active=True,
+            memberships__role=Membership.Role.DOCTOR,
+            memberships__practice__in=practices,
+        )
+        .distinct()
+        .order_by("last_name", "username")
+    )
+
+
+# --- Issue, re-issue, cancel ------------------------------------------------------------
+
+
+def _new_code_pair() -> tuple[str, str]:
+    doctor_code, patient_code = generate_code(), generate_code()
+    while patient_code == doctor_code:
+        patient_code = generate_code()
+    return doctor_code, patient_code
+
+
+def create_appointment(
+    *,
+    doctor,
+    scheduled_at: datetime | None = None,
+    practice: Practice | None = None,
+    now: datetime | None = None,
+) -> IssuedAppointment:
+    """Create an appointment with two fresh codes for a doctor of the practice."""
+    now = now or timezone.now()
+    scheduled_at = scheduled_at or now
+    if timezone.is_naive(scheduled_at):
+        raise AppointmentError(_("The appointment time needs a time zone."))
+    membership = doctor_membership(doctor, practice)
+    if membership is None:
+        raise AppointmentError(
+            _("%(user)s is not an active doctor of this practice.") % {"user": doctor}
+        )
+    if scheduled_at - now > MAX_LEAD_TIME:
+        raise AppointmentError(_("Appointments can be booked at most 29 days in advance."))
+    for _attempt in range(5):  # a digest collision at 60 bits is practically impossible
+        doctor_code, patient_code = _new_code_pair()
+        try:
+            with transaction.atomic():
+                appointment = Appointment.objects.create(
+                    practice=membership.practice,
+                    doctor=doctor,
+                    scheduled_at=scheduled_at,
+                    created_at=now,
+                    expires_at=compute_expiry(scheduled_at, now),
+                    doctor_code_digest=keyed_digest(doctor_code),
+                    patient_code_digest=keyed_digest(patient_code),
+                )
+        except IntegrityError:
+            continue
+        return IssuedAppointment(appointment, format_code(doctor_code), format_code(patient_code))
+    raise RuntimeError("could not issue unique access codes")
+
+
+def reissue_codes(appointment: Appointment) -> IssuedAppointment:
+    """New codes for the same appointment; the old ones stop working at once.
+
+    The validity window stays the one of the first issue, so re-issuing can never extend
+    access beyond 30 days.
+    """
+    if appointment.cancelled_at is not None:
+        raise AppointmentError(_("A cancelled appointment cannot get new codes."))
+    doctor_code, patient_code = _new_code_pair()
+    appointment.doctor_code_digest = keyed_digest(doctor_code)
+    appointment.patient_code_digest = keyed_digest(patient_code)
+    appointment.save(update_fields=["doctor_code_digest", "patient_code_digest"])
+    return IssuedAppointment(appointment, format_code(doctor_code), format_code(patient_code))
+
+
+def cancel_appointment(appointment: Appointment, now: datetime | None = None) -> bool:
+    """Cancel; the codes stop working at once. Returns False if it was already cancelled."""
+    if appointment.cancelled_at is not None:
+        return False
+    appointment.cancelled_at = now or timezone.now()
+    appointment.save(update_fields=["cancelled_at"])
+    _close_live_connections(appointment)
+    return True
+
+
+def _close_live_connections(appointment: Appointment) -> None:
+    """Tell the signaling consumers of this appointment to close (4001)."""
+    from signaling import presence  # signaling depends on consultations, not the reverse
+
+    presence.close_appointment(appointment.pk)
+
+
+# --- Verify ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeMatch:
+    appointment: Appointment
+    role: str  # Membership.Role.DOCTOR or "patient"
+
+
+PATIENT = "patient"
+
+
+def find_by_code(code: str, now: datetime | None = None) -> CodeMatch | None:
+    """The valid appointment a typed code opens, with the role it opens it for.
+
+    Invalid, unknown, expired and cancelled codes all give None: callers must not tell
+    a person which of these it was.
+    """
+    normalised = normalise_code(code)
+    if normalised is None:
+        return None
+    digest = keyed_digest(normalised)
+    appointment = (
+        Appointment.objects.valid(now)
+        .filter(Q(doctor_code_digest=digest) | Q(patient_code_digest=digest))
+        .select_related("doctor", "practice")
+        .first()
+    )
+    if appointment is None:
+        return None
+    # Constant-time comparison for the role decision; the lookup itself is by digest.
+    is_doctor = hmac.compare_digest(appointment.doctor_code_digest, digest)
+    return CodeMatch(appointment, Membership.Role.DOCTOR if is_doctor else PATIENT)
+
+
+def valid_appointment(appointment_id, now: datetime | None = None) -> Appointment | None:
+    """Re-check a join session's appointment: None once cancelled or expired."""
+    try:
+        pk = uuid.UUID(str(appointment_id))
+    except ValueError:
+        return None
+    return Appointment.objects.valid(now).select_related("doctor").filter(pk=pk).first()
+
+
+# --- Retention ------------------------------------------------------------------------
+
+
+def purge_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(days=settings.METADATA_RETENTION_DAYS)
+
+
+def purgeable(now: datetime | None = None):
+    """Expired or cancelled appointments older than the retention period."""
+    cutoff = purge_cutoff(now)
+    return Appointment.objects.filter(Q(expires_at__lte=cutoff) | Q(cancelled_at__lte=cutoff))
+
+
+def purge_expired(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
+    queryset = purgeable(now)
+    count = queryset.count()
+    if not dry_run and count:
+        queryset.delete()
+    return {"appointments": count}
+
+
+# --- Practice API keys ----------------------------------------------------------------
+
+
+def create_api_key(practice: Practice) -> tuple[ApiKey, str]:
+    """A new key; the clear key is returned once and never stored."""
+    key = "rc_" + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        practice=practice, digest=keyed_digest(key), prefix=key[:API_KEY_PREFIX_LENGTH]
+    )
+    return api_key, key
+
+
+def authenticate_api_key(key: str) -> ApiKey | None:
+    if not isinstance(key, str) or not key.startswith("rc_") or len(key) > 200:
+        return None
+    return ApiKey.objects.select_related("practice").filter(digest=keyed_digest(key)).first()
+
+
+# --- Presentation helpers shared by admin, API and commands ---------------------------
+
+
+def join_url() -> str:
+    return settings.PUBLIC_URL + "/"
+
+
+def issued_as_json(issued: IssuedAppointment) -> dict:
+    appointment = issued.appointment
+    return {
+        "id": str(appointment.pk),
+        "doctor_code": issued.doctor_code,
+        "patient_code": issued.patient_code,
+        "join_url": join_url(),
+        "scheduled_at": appointment.scheduled_at.isoformat(),
+        "expires_at": appointment.expires_at.isoformat(),
+    }

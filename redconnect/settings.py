@@ -1,0 +1,347 @@
+"""Settings for RED connect.
+
+Every value comes from the environment (or a `.env` file) through django-environ, with
+an embedded default so that a bare checkout runs on SQLite and in-process layers.
+A bad value raises ImproperlyConfigured at start-up: a misconfigured medical service
+must refuse to run rather than run half-configured. Variables: shared/CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime state (SQLite file, generated secret key); tests may point it elsewhere.
+VAR_DIR = Path(os.environ.get("REDCONNECT_VAR_DIR") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    """A variable's value; the empty string counts as unset (contract)."""
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def env_int(name: str, default: int, *, minimum: int, maximum: int, why: str = "") -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
+    if not minimum <= number <= maximum:
+        raise ImproperlyConfigured(
+            f"{name}={number} is out of range: allowed are {minimum} to {maximum}. {why}".strip()
+        )
+    return number
+
+
+# --- Core -----------------------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+REDIS_URL = env_str("REDIS_URL")
+try:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+except Exception as exc:  # django-environ raises several types for malformed URLs
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if IS_SQLITE:
+    # Browser tests run a live server in a second thread: the test DB must be a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+SHARED_DEPLOYMENT = bool(REDIS_URL) or not IS_SQLITE
+SECRET_KEY = env_str("SECRET_KEY")
+if SECRET_KEY is None:
+    if SHARED_DEPLOYMENT:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when REDIS_URL or a non-SQLite DATABASE_URL is used: "
+            "all server processes must share it."
+        )
+    # Embedded default only: generated once, kept in the git-ignored var/ folder.
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    SECRET_KEY = key_file.read_text().strip()
+CODE_HMAC_KEY = env_str("CODE_HMAC_KEY", SECRET_KEY)
+
+DEBUG = env_bool("DEBUG", False)
+
+PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+_public = urlsplit(PUBLIC_URL)
+if _public.scheme not in {"http", "https"} or not _public.hostname:
+    raise ImproperlyConfigured(f"PUBLIC_URL must be an http(s) URL, not {PUBLIC_URL!r}.")
+PUBLIC_HTTPS = _public.scheme == "https"
+PUBLIC_HOST = _public.hostname
+
+ALLOWED_HOSTS = [PUBLIC_HOST, "127.0.0.1", "localhost"] + [
+    host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()
+]
+PROXY_HEADERS = env_bool("PROXY_HEADERS", False)
+
+# --- Call configuration ---------------------------------------------------------------
+
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+def parse_ice_servers(raw: str | None) -> list[dict]:
+    """Validate ICE_SERVERS; a missing `country` is left to the compliance check."""
+    if raw is None:
+        return []
+    try:
+        servers = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"ICE_SERVERS is not valid JSON: {exc}") from None
+    if not isinstance(servers, list):
+        raise ImproperlyConfigured("ICE_SERVERS must be a JSON list of objects.")
+    for index, server in enumerate(servers):
+        if not isinstance(server, dict) or "urls" not in server:
+            raise ImproperlyConfigured(f"ICE_SERVERS[{index}] must be an object with 'urls'.")
+        urls = server["urls"] if isinstance(server["urls"], list) else [server["urls"]]
+        if not urls or not all(isinstance(u, str) and u.startswith(_ICE_SCHEMES) for u in urls):
+            raise ImproperlyConfigured(
+                f"ICE_SERVERS[{index}].urls must be stun:, stuns:, turn: or turns: URLs."
+            )
+        country = server.get("country")
+        if country is not None and not (
+            isinstance(country, str) and len(country) == 2 and country.isalpha()
+        ):
+            raise ImproperlyConfigured(
+                f"ICE_SERVERS[{index}].country must be a two-letter ISO code."
+            )
+        server["urls"] = urls
+        if country:
+            server["country"] = country.upper()
+    return servers
+
+
+ICE_SERVERS = parse_ice_servers(env_str("ICE_SERVERS"))
+TURN_SECRET = env_str("TURN_SECRET")
+TURN_CREDENTIAL_TTL = 3600  # seconds; coturn REST credentials, at most one hour
+
+METADATA_RETENTION_DAYS = env_int(
+    "METADATA_RETENTION_DAYS",
+    7,
+    minimum=0,
+    maximum=90,
+    why="The KBV agreement (Anlage 31b § 5 Nr. 9) allows metadata for three months at most.",
+)
+
+DEMO_DECLARATIONS = {
+    "OPERATOR_NAME": "Demo-Betreiber GmbH (Beispielwert)",
+    "OPERATOR_ADDRESS": "Musterstraße 1, 12345 Musterstadt (Beispielwert)",
+    "OPERATOR_EMAIL": "datenschutz@example.org",
+    "HOSTING_PROVIDER": "Demo-Rechenzentrum (Beispielwert)",
+    "HOSTING_COUNTRY": "DE",
+}
+OPERATOR_NAME = env_str("OPERATOR_NAME", DEMO_DECLARATIONS["OPERATOR_NAME"])
+OPERATOR_ADDRESS = env_str("OPERATOR_ADDRESS", DEMO_DECLARATIONS["OPERATOR_ADDRESS"])
+OPERATOR_EMAIL = env_str("OPERATOR_EMAIL", DEMO_DECLARATIONS["OPERATOR_EMAIL"])
+HOSTING_PROVIDER = env_str("HOSTING_PROVIDER", DEMO_DECLARATIONS["HOSTING_PROVIDER"])
+HOSTING_COUNTRY = env_str("HOSTING_COUNTRY", DEMO_DECLARATIONS["HOSTING_COUNTRY"]).upper()
+
+# Join attempts: failures per client (keyed hash of the address) in a sliding window.
+JOIN_FAILURE_LIMIT = 20
+JOIN_FAILURE_WINDOW = 600  # seconds
+
+# --- Applications ---------------------------------------------------------------------
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "channels",
+    "csp",
+    "consultations",
+    "signaling",
+    "compliance",
+]
+
+MIDDLEWARE = [
+    "redconnect.middleware.RequestLogMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "redconnect.middleware.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "redconnect.urls"
+ASGI_APPLICATION = "redconnect.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "redconnect.context_processors.site",
+            ],
+        },
+    },
+]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Caches, channel layer, sessions --------------------------------------------------
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "redconnect",
+        }
+    }
+    # RedisChannelLayer (not the pub/sub one): it supports channel capacity and
+    # group expiry, and keeps messages for a consumer that is briefly busy.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 200, "expiry": 30},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 200}}
+    }
+
+# Staff/doctor/auditor logins live in the database session store; the patient's join
+# data (with the typed name) lives only in a separate signed cookie, never server-side.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = 12 * 3600
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+JOIN_COOKIE_NAME = "rc_join"
+
+# --- Security -------------------------------------------------------------------------
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+PERMISSIONS_POLICY = "camera=(self), microphone=(self), geolocation=(), payment=(), usb=()"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PUBLIC_HTTPS
+CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
+OTP_REQUIRED = PUBLIC_HTTPS  # TOTP second factor mandatory on a public deployment
+if PUBLIC_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+WS_ORIGIN = f"{'wss' if PUBLIC_HTTPS else 'ws'}://{_public.netloc}"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'", "blob:", "mediastream:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", WS_ORIGIN],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- Internationalisation -------------------------------------------------------------
+
+LANGUAGE_CODE = "de"
+LANGUAGES = [("de", _("German")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Europe/Berlin"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_URL = "admin:login"
+
+# --- Logging --------------------------------------------------------------------------
+# Formats hold no client address, query string or personal data; the request log
+# (redconnect.middleware) records method, path, status and duration only.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "redconnect.requests": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "redconnect": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Django's request logger writes the path of every 4xx; keep it to errors.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.security": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

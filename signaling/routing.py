@@ -1,0 +1,2 @@
+urlpatterns_placeholder = None
+websocket_urlpatterns: list = []

@@ -1,0 +1,89 @@
+"""Personas and shared fixtures (healthchecks style: alice, bob, … as roles here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from consultations import services
+from consultations.models import Membership, Practice
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_member(practice: Practice, username: str, role: str, **extra):
+    user = get_user_model().objects.create_user(
+        username=username, password=PASSWORD, is_staff=True, **extra
+    )
+    Membership.objects.create(user=user, practice=practice, role=role)
+    return user
+
+
+@pytest.fixture
+def practice(db):
+    return Practice.objects.create(name="Praxis Dr. Alpha")
+
+
+@pytest.fixture
+def other_practice(db):
+    return Practice.objects.create(name="Praxis Dr. Beta")
+
+
+@pytest.fixture
+def doctor(practice):
+    return make_member(
+        practice, "doc", Membership.Role.DOCTOR, first_name="Dora", last_name="Doktor"
+    )
+
+
+@pytest.fixture
+def second_doctor(practice):
+    return make_member(
+        practice, "doc2", Membership.Role.DOCTOR, first_name="Zweit", last_name="Ärztin"
+    )
+
+
+@pytest.fixture
+def staff(practice):
+    return make_member(practice, "mfa", Membership.Role.STAFF)
+
+
+@pytest.fixture
+def auditor(practice):
+    return make_member(practice, "auditor", Membership.Role.AUDITOR)
+
+
+@pytest.fixture
+def other_practice_doctor(other_practice):
+    return make_member(other_practice, "otherdoc", Membership.Role.DOCTOR)
+
+
+@pytest.fixture
+def other_practice_staff(other_practice):
+    return make_member(other_practice, "othermfa", Membership.Role.STAFF)
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root", "root@example.org", PASSWORD)
+
+
+@pytest.fixture
+def issued(doctor) -> services.IssuedAppointment:
+    """An appointment for now with its two clear codes."""
+    return services.create_appointment(doctor=doctor)
+
+
+@pytest.fixture
+def redis_server():
+    """A private redis-server on a free loopback port, stopped after the test."""
+    from testservices import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
