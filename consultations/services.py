@@ -302,3 +302,23 @@ def issued_as_json(issued: IssuedAppointment) -> dict:
         "scheduled_at": appointment.scheduled_at.isoformat(),
         "expires_at": appointment.expires_at.isoformat(),
     }
+
+
+# --- Joining a call -------------------------------------------------------------------
+
+
+def doctor_may_join(user, appointment: Appointment) -> bool:
+    """Only the appointment's own doctor, still an active doctor of its practice (KBV § 5
+    Nr. 1, 2): staff, auditors, other doctors and superusers are refused."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if user.pk != appointment.doctor_id:
+        return False
+    return Membership.objects.filter(
+        user=user, role=Membership.Role.DOCTOR, practice_id=appointment.practice_id
+    ).exists()
+
+
+def display_name_of(user) -> str:
+    """The name a doctor is shown under in a call: the account's full name or username."""
+    return user.get_full_name() or user.get_username()

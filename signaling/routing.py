@@ -1,2 +1,9 @@
-urlpatterns_placeholder = None
-websocket_urlpatterns: list = []
+"""WebSocket routes; `redconnect.asgi` wraps them in origin validation and auth."""
+
+from django.urls import path
+
+from signaling.consumers import CallConsumer
+
+websocket_urlpatterns = [
+    path("ws/call/", CallConsumer.as_asgi(), name="ws-call"),
+]

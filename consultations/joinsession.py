@@ -1,0 +1,167 @@
+"""The join session: who may open the call page and the call WebSocket.
+
+It lives only in a separate signed cookie (`settings.JOIN_COOKIE_NAME`, default `rc_join`),
+never in the server-side session store: the patient's typed name must not be stored on
+the server (DESIGN "Data"), while admin logins keep the database session store.
+
+The cookie holds the appointment id, the role, the display name, a random join id (which
+lets a dropped connection of the same join resume an admission, while a new join must be
+admitted again) and, for a doctor, the user id the session is bound to. It is signed
+(not encrypted) with SECRET_KEY: the browser can read the name it typed itself, nobody
+can forge or alter the cookie. It proves only that a valid code was entered; every
+request and every WebSocket connect re-checks the appointment (`check_join`).
+
+Reuse:
+    issue_join_cookie(response, appointment=…, role=…, display_name=…, user_id=…)
+    read_join(request) or read_join(cookie_value) → JoinData | None
+    check_join(join_data, user) → JoinCheck (appointment, close_code 4001/4003 or None)
+    clear_join_cookie(response)
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from consultations import services
+from consultations.models import MAX_VALIDITY, Appointment, Membership
+from consultations.services import PATIENT
+
+SALT = "redconnect.join"
+ROLES = (Membership.Role.DOCTOR.value, PATIENT)
+MAX_NAME_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class JoinData:
+    """What a join session says: appointment, role, display name (doctor: bound user)."""
+
+    appointment_id: str
+    role: str  # "doctor" or "patient"
+    display_name: str
+    user_id: int | None = None
+    join_id: str = ""  # random per join; empty for cookies that carry none
+
+    @property
+    def is_doctor(self) -> bool:
+        return self.role == Membership.Role.DOCTOR
+
+
+def sign_join(data: JoinData) -> str:
+    """The signed cookie value for a join session (timestamped, compressed)."""
+    payload = {"a": data.appointment_id, "r": data.role, "n": data.display_name}
+    if data.join_id:
+        payload["j"] = data.join_id
+    if data.user_id is not None:
+        payload["u"] = data.user_id
+    return signing.dumps(payload, salt=SALT, compress=True)
+
+
+def unsign_join(value: str | None) -> JoinData | None:
+    """The join data of a cookie value, or None if it is missing, forged or malformed."""
+    if not value or not isinstance(value, str) or len(value) > 4096:
+        return None
+    try:
+        # Never older than an appointment's longest validity; the appointment re-check
+        # at every use is what really ends a session.
+        payload = signing.loads(value, salt=SALT, max_age=MAX_VALIDITY)
+    except signing.BadSignature:  # includes SignatureExpired
+        return None
+    if not isinstance(payload, dict):
+        return None
+    appointment_id, role, name = payload.get("a"), payload.get("r"), payload.get("n")
+    user_id, join_id = payload.get("u"), payload.get("j", "")
+    if not isinstance(appointment_id, str) or role not in ROLES or not isinstance(name, str):
+        return None
+    if role == Membership.Role.DOCTOR and not isinstance(user_id, int):
+        return None
+    if not isinstance(join_id, str):
+        return None
+    doctor_id = user_id if role == Membership.Role.DOCTOR else None
+    return JoinData(appointment_id, role, name, doctor_id, join_id)
+
+
+def read_join(source: HttpRequest | str | None) -> JoinData | None:
+    """Join data from a request's cookie or from a raw cookie value (e.g. a WebSocket scope)."""
+    if isinstance(source, HttpRequest):
+        source = source.COOKIES.get(settings.JOIN_COOKIE_NAME)
+    return unsign_join(source)
+
+
+def cookie_max_age(appointment: Appointment, now: datetime | None = None) -> int:
+    """Seconds until the appointment's codes expire (at least one)."""
+    remaining = (appointment.expires_at - (now or timezone.now())).total_seconds()
+    return max(1, math.ceil(remaining))
+
+
+def issue_join_cookie(
+    response: HttpResponse,
+    *,
+    appointment: Appointment,
+    role: str,
+    display_name: str,
+    user_id: int | None = None,
+) -> JoinData:
+    """Set the join cookie on the response; it expires with the appointment's codes."""
+    data = JoinData(
+        str(appointment.pk),
+        role,
+        display_name[:MAX_NAME_LENGTH],
+        user_id,
+        join_id=secrets.token_urlsafe(12),
+    )
+    response.set_cookie(
+        settings.JOIN_COOKIE_NAME,
+        sign_join(data),
+        max_age=cookie_max_age(appointment),
+        path="/",
+        secure=settings.PUBLIC_HTTPS,
+        httponly=True,
+        samesite="Lax",
+    )
+    return data
+
+
+def clear_join_cookie(response: HttpResponse) -> None:
+    response.delete_cookie(settings.JOIN_COOKIE_NAME, path="/", samesite="Lax")
+
+
+@dataclass(frozen=True)
+class JoinCheck:
+    """The outcome of re-checking a join session; `close_code` as in the contract."""
+
+    appointment: Appointment | None
+    close_code: int | None  # None: allowed; 4001: no valid session; 4003: not allowed
+
+    @property
+    def ok(self) -> bool:
+        return self.close_code is None
+
+
+NO_SESSION = 4001
+NOT_ALLOWED = 4003
+
+
+def check_join(join: JoinData | None, user) -> JoinCheck:
+    """Re-check a join session (every request and every connect; needs the database).
+
+    The appointment must still be valid; a doctor's session is bound to the user that
+    joined, who must still be logged in and still be the appointment's doctor.
+    """
+    if join is None:
+        return JoinCheck(None, NO_SESSION)
+    appointment = services.valid_appointment(join.appointment_id)
+    if appointment is None:
+        return JoinCheck(None, NO_SESSION)
+    if join.is_doctor:
+        same_user = user is not None and user.is_authenticated and user.pk == join.user_id
+        if not same_user or not services.doctor_may_join(user, appointment):
+            return JoinCheck(appointment, NOT_ALLOWED)
+    return JoinCheck(appointment, None)

@@ -1,0 +1,134 @@
+"""The `/ws/call/` message protocol: parsing, validation and the server's messages.
+
+Pure functions without I/O, so that the consumer stays thin and every rule is testable
+on its own. Contract: shared/CONTRACT.md "WebSocket /ws/call/". Checks apply in the
+contract's order: size, JSON and shape, permission and state (in the consumer, which
+knows the state), content.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+MAX_FRAME_BYTES = 64 * 1024  # UTF-8 bytes of one text frame
+FLOOD_LIMIT = 100  # frames per connection …
+FLOOD_WINDOW = 10.0  # … within this many seconds, refused frames included
+
+CLOSE_NO_SESSION = 4001
+CLOSE_NOT_ALLOWED = 4003
+CLOSE_SUPERSEDED = 4009
+CLOSE_RATE_LIMIT = 4029
+
+CLIENT_TYPES = frozenset({"admit", "offer", "answer", "candidate", "bye"})
+RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})
+# RTCIceCandidateInit: the only fields relayed, with their allowed JSON types.
+CANDIDATE_FIELDS: dict[str, tuple[type, ...]] = {
+    "candidate": (str,),
+    "sdpMid": (str, type(None)),
+    "sdpMLineIndex": (int, type(None)),
+    "usernameFragment": (str, type(None)),
+}
+
+_FINGERPRINT = re.compile(r"^a=fingerprint:\s*\S+\s+\S+", re.IGNORECASE | re.MULTILINE)
+_CRYPTO = re.compile(r"a=crypto:", re.IGNORECASE)
+
+ERROR_MESSAGES = {
+    "bad-message": _("The message could not be understood."),
+    "unknown-type": _("This kind of message is not supported."),
+    "too-large": _("The message is too large."),
+    "not-admitted": _("The doctor has not admitted the patient yet."),
+    "forbidden": _("This action is not allowed for your role."),
+    "nobody-waiting": _("Nobody is waiting to be admitted."),
+    "insecure-sdp": _("The connection offer lacks the required encryption."),
+}
+
+
+class ProtocolError(Exception):
+    """A refused frame; `code` is one of the contract's error codes."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Message:
+    """A client message that passed the size and shape checks; `data` is what may be relayed."""
+
+    type: str
+    data: dict[str, Any]
+
+
+def check_size(text: str) -> None:
+    # Every character is at least one UTF-8 byte and at most four: encode only if needed.
+    if len(text) > MAX_FRAME_BYTES or (
+        len(text) * 4 > MAX_FRAME_BYTES and len(text.encode("utf-8")) > MAX_FRAME_BYTES
+    ):
+        raise ProtocolError("too-large")
+
+
+def parse(text: str) -> Message:
+    """Size, JSON and shape checks of one text frame (contract order)."""
+    check_size(text)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad-message") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise ProtocolError("bad-message")
+    kind = frame["type"]
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown-type")
+    if kind in ("offer", "answer"):
+        return Message(kind, {"type": kind, "sdp": _sdp_of(frame)})
+    if kind == "candidate":
+        return Message(kind, {"type": kind, "candidate": _candidate_of(frame)})
+    return Message(kind, {"type": kind})
+
+
+def _sdp_of(frame: dict) -> str:
+    sdp = frame.get("sdp")
+    if not isinstance(sdp, str) or not sdp:
+        raise ProtocolError("bad-message")
+    return sdp
+
+
+def _candidate_of(frame: dict) -> dict | None:
+    """The candidate with only the RTCIceCandidateInit fields; None ends the candidates."""
+    if "candidate" not in frame:
+        raise ProtocolError("bad-message")
+    candidate = frame["candidate"]
+    if candidate is None:
+        return None
+    if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
+        raise ProtocolError("bad-message")
+    relayed = {}
+    for field, types in CANDIDATE_FIELDS.items():
+        if field in candidate:
+            value = candidate[field]
+            # bool is an int in Python, but not an sdpMLineIndex.
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise ProtocolError("bad-message")
+            relayed[field] = value
+    return relayed
+
+
+def check_content(message: Message) -> None:
+    """DTLS-SRTP only (KBV § 5 Nr. 6): a DTLS fingerprint, and no SDES key in the SDP."""
+    if message.type in ("offer", "answer"):
+        sdp = message.data["sdp"]
+        if _CRYPTO.search(sdp) or not _FINGERPRINT.search(sdp):
+            raise ProtocolError("insecure-sdp")
+
+
+def encode(message: dict) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(code: str) -> str:
+    return encode({"type": "error", "code": code, "message": str(ERROR_MESSAGES[code])})

@@ -1,0 +1,120 @@
+// Signaling client for the WebSocket at /ws/call/ (protocol: docs, shared CONTRACT).
+//
+// The server only brokers the connection: it relays offer/answer/candidate between the
+// two admitted participants. Media never passes through it, so a lost WebSocket does
+// not end a running call — we simply reconnect with exponential back-off.
+// Close codes 4001 (code expired/cancelled), 4003 (not allowed) and 4009 (superseded by
+// another window) are final: reconnecting could not help, the page explains instead.
+
+export const CLOSE_EXPIRED = 4001;
+export const CLOSE_FORBIDDEN = 4003;
+export const CLOSE_SUPERSEDED = 4009;
+export const CLOSE_RATE_LIMITED = 4029;
+
+const FINAL_CODES = new Set([CLOSE_EXPIRED, CLOSE_FORBIDDEN, CLOSE_SUPERSEDED]);
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 8000;
+// After a rate-limit close the server's window is 10 s; wait it out before retrying.
+const RATE_LIMIT_DELAY_MS = 11000;
+
+/** The WebSocket URL (ws or wss) of a path on the page's own origin, never another. */
+function socketUrl(path) {
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${window.location.host}${path}`;
+}
+
+/**
+ * Events:
+ *  - "state":   detail {state: "connecting" | "open" | "retrying" | "closed", code, delay}
+ *  - "message": detail = the parsed server message (an object with a `type`)
+ */
+export class Signaling extends EventTarget {
+  constructor(path) {
+    super();
+    this.url = socketUrl(path);
+    this.socket = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.stopped = false;
+    // Reconnect at once when the network comes back instead of waiting for the timer.
+    window.addEventListener("online", () => this.retryNow());
+  }
+
+  get isOpen() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    this.stopped = false;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.emitState("connecting");
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => this.emitState("open"));
+    socket.addEventListener("message", (event) => this.onMessage(event));
+    socket.addEventListener("close", (event) => this.onClose(socket, event.code));
+  }
+
+  onMessage(event) {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return; // the server only sends JSON; anything else is ignored
+    }
+    if (!message || typeof message.type !== "string") return;
+    // A welcome proves the session is accepted: only now reset the back-off, so a
+    // server that accepts and closes at once cannot make us reconnect in a tight loop.
+    if (message.type === "welcome") this.attempt = 0;
+    this.dispatchEvent(new CustomEvent("message", { detail: message }));
+  }
+
+  onClose(socket, code) {
+    if (socket !== this.socket) return; // an old socket we already replaced
+    this.socket = null;
+    if (this.stopped) return;
+    if (FINAL_CODES.has(code)) {
+      this.stopped = true;
+      this.emitState("closed", { code });
+      return;
+    }
+    const delay = this.nextDelay(code);
+    this.emitState("retrying", { code, delay });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  nextDelay(code) {
+    if (code === CLOSE_RATE_LIMITED) return RATE_LIMIT_DELAY_MS;
+    const exponential = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    // Jitter spreads reconnects when a server restart drops many calls at once.
+    return Math.round(exponential * (0.75 + Math.random() * 0.5));
+  }
+
+  retryNow() {
+    if (this.stopped || this.socket !== null || this.timer === null) return;
+    this.connect();
+  }
+
+  /** Send a protocol message; returns false if the socket is not open right now. */
+  send(message) {
+    if (!this.isOpen) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Stop for good (hang-up): no more reconnects. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.socket) this.socket.close(1000);
+    this.socket = null;
+    this.emitState("closed", { code: 1000 });
+  }
+
+  emitState(state, extra = {}) {
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, ...extra } }));
+  }
+}

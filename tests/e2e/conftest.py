@@ -1,0 +1,57 @@
+"""Real Chromium against a real `manage.py serve` (daphne) process.
+
+Everything runs on 127.0.0.1 only; `scripts/run_tests.py` runs these tests inside a
+loopback-only network namespace. Chromium is the system one (`/usr/bin/chromium`), with
+fake camera and microphone devices and loopback ICE candidates allowed.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.live import ServeProcess, embedded_env, manage, manage_json
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+DEMO_PASSWORD = "e2e-demo-password-0123456789"
+
+
+@pytest.fixture(scope="module")
+def live_site(tmp_path_factory):
+    """A migrated, seeded embedded deployment served by daphne; yields (server, seed)."""
+    if not shutil.which(CHROMIUM):
+        pytest.skip("system chromium is not installed")
+    env = embedded_env(tmp_path_factory.mktemp("e2e-site"), DEMO_PASSWORD=DEMO_PASSWORD)
+    manage(env, "migrate", "-v0")
+    seed = manage_json(env, "seed_demo")
+    server = ServeProcess(env).start()
+    try:
+        yield server, seed
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
