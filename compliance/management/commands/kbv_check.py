@@ -1,0 +1,44 @@
+import json
+import sys
+import textwrap
+
+from django.core.management.base import BaseCommand
+
+from compliance import runner
+
+
+class Command(BaseCommand):
+    help = "Check the eleven KBV requirements (Anlage 31b § 5) against this installation."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def handle(self, *args, json: bool, **options):
+        result = runner.run_checks()
+        if json:
+            self.stdout.write(_dumps(result))
+        else:
+            self.stdout.write(render_table(result))
+        if runner.failed_requirements(result):
+            sys.exit(1)
+
+
+def _dumps(result: dict) -> str:
+    return json.dumps(result, ensure_ascii=False, indent=2)
+
+
+def render_table(result: dict) -> str:
+    lines = []
+    for requirement in result["requirements"]:
+        label = runner.status_label(requirement["status"])
+        lines.append(f"{requirement['number']:>2}  {label:<12} {requirement['title']}")
+        for item in requirement["checks"]:
+            lines.append(f"    {runner.status_label(item['status']):<12} {item['id']}")
+            lines.extend(
+                textwrap.wrap(
+                    item["evidence"], width=100, initial_indent=" " * 17, subsequent_indent=" " * 17
+                )
+            )
+    lines.append("")
+    lines.append(f"{runner.status_label(result['overall']).upper()}  ({result['generated_at']})")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""The attestation PDF: check results → template → WeasyPrint → bytes.
+
+Rendered in German whatever the caller's language, with local DejaVu fonts; the
+fetcher refuses everything that is not one of those font files or a data: URI, so
+rendering never reaches the network. The evidence JSON is attached to the PDF, and its
+SHA-256 is printed on the cover, so an auditor can tie the document to the raw results.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from compliance import runner
+from compliance.checks import CHECKS, DECLARATION_SETTINGS, demo_declarations
+from compliance.requirements import BY_NUMBER
+
+FONT_DIRS = (
+    Path(__file__).resolve().parent / "fonts",
+    Path("/usr/share/fonts/truetype/dejavu"),
+    Path("/usr/share/fonts/dejavu"),
+)
+FONT_FILES = {
+    "regular": "DejaVuSans.ttf",
+    "bold": "DejaVuSans-Bold.ttf",
+    "mono": "DejaVuSansMono.ttf",
+}
+DECLARATION_CHECKS = ("hosting_declaration", "operator_declaration")
+EVIDENCE_NAME = "kbv-pruefnachweis.json"
+
+
+def font_urls() -> dict[str, str]:
+    """file: URLs of the DejaVu fonts (empty entries fall back to fontconfig)."""
+    urls = {}
+    for key, name in FONT_FILES.items():
+        for folder in FONT_DIRS:
+            if (folder / name).is_file():
+                urls[key] = (folder / name).as_uri()
+                break
+    return urls
+
+
+def _local_fetcher():
+    from weasyprint import URLFetcher
+
+    allowed = {unquote(urlsplit(url).path) for url in font_urls().values()}
+
+    class LocalOnlyFetcher(URLFetcher):
+        """Fetches only the font files and data: URIs; refuses everything else."""
+
+        def fetch(self, url, headers=None):
+            parts = urlsplit(url)
+            if parts.scheme == "data" or (
+                parts.scheme == "file" and unquote(parts.path) in allowed
+            ):
+                return super().fetch(url, headers)
+            raise ValueError(f"refused non-local resource: {url}")
+
+    return LocalOnlyFetcher(fail_on_errors=False, allowed_protocols={"file", "data"})
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{commit}+" if dirty else commit
+
+
+def product_version() -> str:
+    import redconnect
+
+    return getattr(redconnect, "__version__", "") or "—"
+
+
+def build_context(result: dict, generated_at: datetime | None = None) -> dict:
+    labels = {item.id: item for item in CHECKS}
+    requirements = []
+    for entry in result["requirements"]:
+        requirement = BY_NUMBER[entry["number"]]
+        checks = [
+            {
+                **item,
+                "label": str(labels[item["id"]].label) if item["id"] in labels else item["id"],
+                "static": labels[item["id"]].static if item["id"] in labels else False,
+                "status_label": runner.status_label(item["status"]),
+            }
+            for item in entry["checks"]
+        ]
+        requirements.append(
+            {
+                **entry,
+                "title": str(requirement.title),
+                "text": str(requirement.text),
+                "measures": str(requirement.measures),
+                "status_label": runner.status_label(entry["status"]),
+                "checks": checks,
+                "counts": {
+                    status: sum(1 for c in checks if c["status"] == status)
+                    for status in runner.STATUS_LABELS
+                },
+            }
+        )
+    demo = demo_declarations()
+    declarations = [
+        check
+        for entry in requirements
+        for check in entry["checks"]
+        if check["id"] in DECLARATION_CHECKS
+    ]
+    return {
+        "result": result,
+        "requirements": requirements,
+        "declarations": declarations,
+        "declared_values": [
+            (name, getattr(settings, name), name in demo) for name in DECLARATION_SETTINGS
+        ],
+        "overall_label": runner.status_label(result["overall"]),
+        "sha256": runner.evidence_sha256(result),
+        "evidence_name": EVIDENCE_NAME,
+        "generated_at": timezone.localtime(generated_at or timezone.now()),
+        "version": product_version(),
+        "commit": git_commit() or "—",
+        "operator": settings.OPERATOR_NAME,
+        "public_url": settings.PUBLIC_URL,
+        "fonts": font_urls(),
+        "status_labels": {key: str(value) for key, value in runner.STATUS_LABELS.items()},
+    }
+
+
+def render_html(result: dict, generated_at: datetime | None = None) -> str:
+    with translation.override("de"):
+        return render_to_string("compliance/report.html", build_context(result, generated_at))
+
+
+def render_pdf(result: dict | None = None, generated_at: datetime | None = None) -> bytes:
+    """The attestation as PDF bytes (runs the checks first unless a result is given)."""
+    from weasyprint import HTML, Attachment
+
+    with translation.override("de"):
+        if result is None:
+            result = runner.run_checks()
+        html = render_html(result, generated_at)
+        fetcher = _local_fetcher()
+        evidence = Attachment(
+            string=runner.canonical_json(result).decode(),
+            name=EVIDENCE_NAME,
+            description="KBV Anlage 31b § 5 – Prüfnachweis (JSON)",
+            url_fetcher=fetcher,
+        )
+        return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=fetcher).write_pdf(
+            attachments=[evidence]
+        )
