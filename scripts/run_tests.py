@@ -21,15 +21,46 @@ PYTEST = [sys.executable, "-m", "pytest"]
 
 def run(label: str, args: list[str], env: dict[str, str]) -> int:
     print(f"\n=== {label} ===", flush=True)
+    # Tests that run `manage.py` as a subprocess use the profile's real database (not
+    # pytest's test database): it must have the schema, as on a deployed machine.
+    migrated = subprocess.call(
+        [sys.executable, "manage.py", "migrate", "-v0", "--no-input"], cwd=ROOT, env=env
+    )
+    if migrated != 0:
+        print("migrating the profile's database failed", flush=True)
+        return migrated
     return subprocess.call(PYTEST + args, cwd=ROOT, env=env)
 
 
+def in_loopback_namespace(command: list[str]) -> list[str]:
+    """Run a command in a fresh network namespace that has only `lo`.
+
+    Browser calls gather ICE candidates on every interface; inside the namespace the
+    only one is loopback, so no test traffic can reach any other address.
+    """
+    script = 'ip link set lo up && exec "$@"'
+    return ["unshare", "--net", "sh", "-c", script, "sh", *command]
+
+
 def main(extra: list[str]) -> int:
+    # `--only=production` (or `embedded`): one profile, e.g. while working on one of them.
+    only = extra[0].removeprefix("--only=") if extra and extra[0].startswith("--only=") else ""
+    extra = extra[1:] if only else extra
     base_env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
     }
     failures = 0
-    failures += run("embedded default: SQLite, in-process layers", extra, base_env) != 0
+    if only in ("", "embedded"):
+        failures += (
+            run("embedded default: SQLite, in-process layers", ["-m", "not e2e", *extra], base_env)
+            != 0
+        )
+        print("\n=== browser tests: real Chromium, loopback-only network namespace ===", flush=True)
+        e2e = in_loopback_namespace([*PYTEST, "-m", "e2e", *extra])
+        # exit 5 = no browser test collected (e.g. filtered out by PYTEST_ARGS)
+        failures += subprocess.call(e2e, cwd=ROOT, env=base_env) not in (0, 5)
+    if only not in ("", "production"):
+        return 1 if failures else 0
 
     redis, postgres = RedisServer(), PostgresServer()
     try:

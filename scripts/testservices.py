@@ -132,20 +132,7 @@ class PostgresServer:
                 "--locale=C.UTF-8",
             ]
         )
-        self._run(
-            [
-                _pg_binary("pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(self.directory / "log"),
-                "-w",
-                "-o",
-                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-                " -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
-                "start",
-            ]
-        )
+        self.resume()
         self._run(
             [
                 _pg_binary("createdb"),
@@ -160,21 +147,36 @@ class PostgresServer:
         )
         return self
 
+    def resume(self) -> PostgresServer:
+        """(Re)start the server on its port with the existing data directory."""
+        self._run(
+            [
+                _pg_binary("pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-l",
+                str(self.directory / "log"),
+                "-w",
+                "-o",
+                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+                " -c fsync=off -c full_page_writes=off -c synchronous_commit=off",
+                "start",
+            ]
+        )
+        return self
+
+    def pause(self) -> None:
+        """Stop the server but keep its data, so that `resume()` brings it back (fault
+        tests: the database briefly unavailable)."""
+        self._run(
+            [_pg_binary("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop"]
+        )
+
     def stop(self) -> None:
         if self.directory is None:
             return
         try:
-            self._run(
-                [
-                    _pg_binary("pg_ctl"),
-                    "-D",
-                    str(self.directory / "data"),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ]
-            )
+            self.pause()
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.directory, ignore_errors=True)

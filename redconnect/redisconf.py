@@ -1,0 +1,57 @@
+"""Redis configuration for the channel layer and the cache (production profile).
+
+Why the layer is `RedisChannelLayer` and why these numbers: docs/architecture.md,
+"Channel layer". Kept out of settings.py so that tests can build the exact layer and
+cache a production process uses.
+
+After a Redis restart every pooled connection in every server process is dead, and
+redis-py does not retry by default: the first command on each stale connection would
+fail, so a reconnecting call could be refused several times in a row and the browser's
+back-off would grow. One quick retry on a fresh connection hides stale connections;
+a Redis that is really down still fails within a fraction of a second (the consumer
+then closes with 4503, `/healthz` answers 503).
+"""
+
+from __future__ import annotations
+
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+CAPACITY = 200  # per connection: above the consumer's flood limit (100 frames / 10 s)
+PROCESS_CAPACITY = 1000  # one server process' Redis queue, shared by its connections
+EXPIRY = 30  # seconds an undelivered signaling message is kept
+GROUP_EXPIRY = 24 * 3600  # seconds; a connection joins its appointment's group once
+CONNECT_TIMEOUT = 2.0  # seconds; an unreachable Redis host must not hang a request
+
+
+def connection_options(*, asynchronous: bool) -> dict:
+    retry_class = AsyncRetry if asynchronous else Retry
+    return {
+        "retry": retry_class(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+    }
+
+
+def channel_layer_config(url: str) -> dict:
+    """`CHANNEL_LAYERS["default"]["CONFIG"]` for a Redis URL."""
+    return {
+        "hosts": [{"address": url, **connection_options(asynchronous=True)}],
+        "capacity": CAPACITY,
+        "channel_capacity": {"specific.*": PROCESS_CAPACITY},
+        "expiry": EXPIRY,
+        "group_expiry": GROUP_EXPIRY,
+    }
+
+
+def cache_config(url: str) -> dict:
+    """`CACHES["default"]` for a Redis URL (presence, rate limits)."""
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "redconnect",
+        "OPTIONS": connection_options(asynchronous=False),
+    }

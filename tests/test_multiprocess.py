@@ -1,0 +1,95 @@
+"""Two `manage.py serve` processes, one PostgreSQL, one Redis: one call across both.
+
+DESIGN "Scale": several daphne processes behind nginx share rooms through Redis. The
+doctor is served by process A, the patient by process B; admission, offer/answer and
+candidates must cross the process boundary, and so must a supersede (4009).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.callclient import CallSocket, HttpSession, admit_and_negotiate, exchange_candidates
+from tests.deployment import skip_in_production_run, start_deployment
+
+pytestmark = [pytest.mark.redis, skip_in_production_run()]
+
+PATIENT_NAME = "Petra Prozess"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    deployment = start_deployment(tmp_path_factory.mktemp("multiprocess"))
+    deployment.serve()
+    deployment.serve()
+    yield deployment
+    deployment.stop()
+
+
+def joined_sessions(deployment) -> tuple[HttpSession, HttpSession]:
+    """Doctor joined through process A, patient through process B (plain HTTP + CSRF)."""
+    server_a, server_b = deployment.servers
+    appointment = deployment.appointment()
+    doctor = HttpSession(server_a.url)
+    doctor.login(deployment.doctor, deployment.seed["doctor"]["password"])
+    response = doctor.join(appointment["doctor_code"])
+    assert response.status == 302 and response.location.endswith("/call/"), response
+    patient = HttpSession(server_b.url)
+    response = patient.join(appointment["patient_code"], PATIENT_NAME)
+    assert response.status == 302 and response.location.endswith("/call/"), response
+    assert patient.get("/call/").status == 200
+    return doctor, patient
+
+
+def test_both_processes_share_database_and_layer(deployment):
+    for server in deployment.servers:
+        assert HttpSession(server.url).get("/healthz").status == 200
+
+
+async def test_call_across_two_processes(deployment):
+    doctor_http, patient_http = joined_sessions(deployment)
+    doctor, patient = CallSocket(doctor_http), CallSocket(patient_http)
+    try:
+        welcome = await doctor.connect()
+        assert welcome["type"] == "welcome" and welcome["role"] == "doctor"
+        assert welcome["peer"] is None
+
+        welcome = await patient.connect()
+        assert welcome["role"] == "patient"
+        assert welcome["peer"]["role"] == "doctor"
+        await patient.expect("waiting")
+        # The patient's typed name reached the doctor on the other process.
+        assert (await doctor.expect("peer-waiting"))["name"] == PATIENT_NAME
+
+        await admit_and_negotiate(doctor, patient, "mp1")
+    finally:
+        await doctor.close()
+        await patient.close()
+
+
+async def test_patient_reconnect_on_other_process_supersedes(deployment):
+    server_a, _server_b = deployment.servers
+    doctor_http, patient_http = joined_sessions(deployment)
+    doctor = CallSocket(doctor_http)
+    first = CallSocket(patient_http)  # through process B
+    second = CallSocket(patient_http, base_url=server_a.url)  # same session, process A
+    try:
+        await doctor.connect()
+        await first.connect()
+        await first.expect("waiting")
+        await doctor.expect("peer-waiting")
+        await admit_and_negotiate(doctor, first, "mp2")
+
+        welcome = await second.connect()
+        assert welcome["role"] == "patient"
+        assert await first.closed_with() == 4009
+        # A superseded patient must be admitted again (contract).
+        await second.expect("waiting")
+        await doctor.expect("peer-waiting", skip=("peer-left",))
+        await doctor.send({"type": "admit"})
+        await doctor.expect("admitted")
+        await second.expect("admitted")
+        await exchange_candidates(doctor, second, "mp3")
+    finally:
+        for socket in (doctor, first, second):
+            await socket.close()
