@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-APT_RUN := gettext
-APT_TEST := gettext redis-server chromium poppler-utils
+# WeasyPrint (compliance PDF) needs Pango and the DejaVu fonts.
+APT_RUN := gettext libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+APT_TEST := gettext redis-server chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
 .PHONY: run test lint messages migrate demo apt-run apt-test help
 

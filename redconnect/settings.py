@@ -175,7 +175,8 @@ JOIN_FAILURE_WINDOW = 600  # seconds
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin with a TOTP second factor on the default `admin.site`.
+    "redconnect.apps.RedConnectAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -196,14 +197,19 @@ MIDDLEWARE = [
     "redconnect.middleware.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    "redconnect.i18n.ChosenLanguageMiddleware",  # LocaleMiddleware without Accept-Language
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
+    "redconnect.csrf.CsrfViewMiddleware",  # accepts Origin: null from no-referrer pages
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost, so a database outage in a view becomes the German 503 page.
+    "redconnect.middleware.DatabaseUnavailableMiddleware",
 ]
+# security.W003 looks for Django's CsrfViewMiddleware by its exact path and misses the
+# subclass above; redconnect.checks checks for it (or any subclass) instead.
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 ROOT_URLCONF = "redconnect.urls"
 ASGI_APPLICATION = "redconnect.asgi.application"
@@ -240,25 +246,28 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Caches, channel layer, sessions --------------------------------------------------
 
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "redconnect",
-        }
-    }
-    # RedisChannelLayer (not the pub/sub one): it supports channel capacity and
-    # group expiry, and keeps messages for a consumer that is briefly busy.
+    from redconnect import redisconf
+
+    # Values and reasons: redconnect/redisconf.py and docs/architecture.md ("Channel
+    # layer"). RedisChannelLayer, not RedisPubSubChannelLayer: bounded queues with
+    # ChannelFull instead of unbounded memory, messages kept (up to `expiry`) for a
+    # consumer that is briefly busy, group membership that expires. Capacity 200 per
+    # connection sits above the consumer's flood limit (100 frames / 10 s).
+    CACHES = {"default": redisconf.cache_config(REDIS_URL)}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 200, "expiry": 30},
+            "CONFIG": redisconf.channel_layer_config(REDIS_URL),
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 200}}
+        # Channels' in-memory layer minus its per-message walk over all channels.
+        "default": {
+            "BACKEND": "signaling.layers.ThrottledInMemoryChannelLayer",
+            "CONFIG": {"capacity": 200},
+        }
     }
 
 # Staff/doctor/auditor logins live in the database session store; the patient's join
@@ -280,11 +289,20 @@ PERMISSIONS_POLICY = "camera=(self), microphone=(self), geolocation=(), payment=
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PUBLIC_HTTPS
 CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
 OTP_REQUIRED = PUBLIC_HTTPS  # TOTP second factor mandatory on a public deployment
+OTP_TOTP_ISSUER = "RED connect"  # the account's name in authenticator apps
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the device admin never shows TOTP secrets
+LANGUAGE_COOKIE_SECURE = PUBLIC_HTTPS
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 if PUBLIC_HTTPS:
     SECURE_SSL_REDIRECT = True
     SECURE_HSTS_SECONDS = 365 * 24 * 3600
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Only a consent to preloading: the operator still decides whether to submit.
+    SECURE_HSTS_PRELOAD = True
+    # Load balancers probe /healthz over http; the API answers plain http with a 403
+    # instead of a redirect, so that a client does not silently resend its key.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^api/"]
 if PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -16,6 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 costs ~0.3 s a persona on two cores; tests don't need slow hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_member(practice: Practice, username: str, role: str, **extra):
     user = get_user_model().objects.create_user(
         username=username, password=PASSWORD, is_staff=True, **extra

@@ -20,3 +20,14 @@ def run_manage(args: list[str], timeout: float = 60, **env: str) -> subprocess.C
         text=True,
         timeout=timeout,
     )
+
+
+def test_database_env() -> dict[str, str]:
+    """Environment that points a subprocess at the test database this process uses."""
+    from django.db import connection
+
+    config = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return {"DATABASE_URL": f"sqlite:///{config['NAME']}"}
+    user, host, port = config["USER"], config["HOST"], config["PORT"]
+    return {"DATABASE_URL": f"postgres://{user}@{host}:{port}/{config['NAME']}"}

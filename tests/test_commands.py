@@ -122,10 +122,14 @@ def test_create_api_key_for_unknown_practice():
         call_command("create_api_key", "--practice", "999")
 
 
-def test_commands_exit_1_with_a_message(doctor):
-    from tests.helpers import run_manage
+@pytest.mark.django_db(transaction=True)
+def test_commands_exit_1_with_a_message():
+    from tests.helpers import run_manage, test_database_env
 
-    result = run_manage(["create_appointment", "--doctor", "nobody-here", "--json"])
+    result = run_manage(
+        ["create_appointment", "--doctor", "nobody-here", "--json"], **test_database_env()
+    )
     assert result.returncode == 1
     assert "nobody-here" in result.stderr
+    assert "Traceback" not in result.stderr
     assert get_user_model().objects.filter(username="nobody-here").count() == 0
