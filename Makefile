@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The address printed on slips and used for the CSP follows the port `make run` serves on.
+PUBLIC_URL ?= http://$(HOST):$(PORT)
+export PUBLIC_URL
 # WeasyPrint (compliance PDF) needs Pango and the DejaVu fonts.
 APT_RUN := gettext libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 APT_TEST := gettext redis-server chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core

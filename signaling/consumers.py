@@ -127,6 +127,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             # Also when the server cancels the connection without a disconnect event.
             for task in self.tasks:
                 task.cancel()
+            presence.let_expire(getattr(self, "channel_name", ""))
 
     async def dispatch(self, message: dict) -> None:
         # Channels' AsyncConsumer.dispatch runs `sync_to_async(close_old_connections)` before
@@ -163,6 +164,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         if self.role == PATIENT:
             await self._resume_or_revoke(found)
         await self._announce()
+        presence.keep_alive(self.appointment.pk, self.role, self.channel_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_send(self.group, self._event("call.hello"))
         self.tasks.append(asyncio.create_task(self._heartbeat()))
@@ -177,6 +179,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             task.cancel()
         if self.role is None:
             return  # refused at connect: never joined anything
+        presence.let_expire(self.channel_name)
         await self.channel_layer.group_discard(self.group, self.channel_name)
         if not self.superseded:
             await self._group_send(self._event("call.left"))
@@ -448,6 +451,7 @@ class CallConsumer(AsyncWebsocketConsumer):
 
     async def _supersede(self) -> None:
         self.superseded = True
+        presence.let_expire(self.channel_name)
         for task in self.tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -456,7 +460,11 @@ class CallConsumer(AsyncWebsocketConsumer):
     # --- Heartbeat -----------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """Refresh presence, ping the peer, drop a silent peer, end with the appointment."""
+        """Ping the peer, drop a silent peer, end with the appointment.
+
+        No cache call here: the presence entry is refreshed by the process's
+        `presence.PresenceRefresher`, one `set_many` for all connections.
+        """
         interval = _timing("SIGNALING_HEARTBEAT_INTERVAL", presence.HEARTBEAT_INTERVAL)
         timeout = _timing("SIGNALING_PEER_TIMEOUT", presence.PEER_TIMEOUT)
         while True:
@@ -464,10 +472,6 @@ class CallConsumer(AsyncWebsocketConsumer):
             if timezone.now() >= self.appointment.expires_at:
                 await self.close(code=protocol.CLOSE_NO_SESSION)
                 return
-            try:
-                await self._announce()
-            except Exception:
-                logger.warning("could not refresh a call connection's presence")
             if self.peer is None:
                 continue
             if time.monotonic() - self.peer.seen > timeout:

@@ -4,15 +4,21 @@ A relayed frame makes no thread hop (`sync_to_async`): channels' stock
 `AsyncConsumer.dispatch` makes one before every handler, which made the relay five times
 more expensive. And the embedded default's in-process layer walks its channels for expired
 messages at most once per `CLEAN_INTERVAL`, not once per message, while still expiring them.
+The presence entries of all of a process's connections are refreshed with one cache write
+(one thread hop) per heartbeat interval, not one per connection.
 """
 
 from __future__ import annotations
 
-import pytest
-from asgiref.sync import SyncToAsync
-from django.core.cache import cache
+import asyncio
+import threading
+import uuid
 
-from signaling import layers
+import pytest
+from asgiref.sync import SyncToAsync, sync_to_async
+from django.core.cache import cache, caches
+
+from signaling import layers, presence
 from tests.callclient import make_candidate, make_sdp
 from tests.test_signaling import admitted_call, disconnect, expect, send
 
@@ -84,3 +90,114 @@ def test_embedded_default_uses_the_throttled_layer(settings):
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == (
         "signaling.layers.ThrottledInMemoryChannelLayer"
     )
+
+
+# --- Presence refresh: one write per interval for the whole process --------------------
+
+
+def spy_on_cache_writes(monkeypatch) -> list[tuple[str, dict, object]]:
+    """Record every cache write (the real call runs): (method, keys → values, timeout).
+
+    A `set` made by the backend inside `set_many` (LocMemCache loops over `set`) is part
+    of that one call and not recorded again.
+    """
+    writes: list[tuple[str, dict, object]] = []
+    inside = threading.local()
+    backend = type(caches["default"])
+    original_set, original_set_many = backend.set, backend.set_many
+
+    def spy_set(self, key, value, timeout=None, *args, **kwargs):
+        if not getattr(inside, "set_many", False):
+            writes.append(("set", {key: value}, timeout))
+        return original_set(self, key, value, timeout, *args, **kwargs)
+
+    def spy_set_many(self, data, timeout=None, *args, **kwargs):
+        writes.append(("set_many", dict(data), timeout))
+        inside.set_many = True
+        try:
+            return original_set_many(self, data, timeout, *args, **kwargs)
+        finally:
+            inside.set_many = False
+
+    monkeypatch.setattr(backend, "set", spy_set)
+    monkeypatch.setattr(backend, "set_many", spy_set_many)
+    return writes
+
+
+async def until(condition, timeout: float = 10) -> None:
+    """Wait for what the refresher does on its own schedule (no assertion on the clock)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_many_connections_share_one_cache_write_per_interval(settings, monkeypatch):
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 0.05
+    connections = {
+        (uuid.uuid4(), role, f"specific.x!{index}{role}")
+        for index in range(50)
+        for role in ("doctor", "patient")
+    }
+    writes = spy_on_cache_writes(monkeypatch)
+    hops = count_thread_hops(monkeypatch)
+    for appointment, role, channel in connections:
+        presence.keep_alive(appointment, role, channel)
+    try:
+        await until(lambda: len(writes) >= 3)
+        expected = {presence.presence_key(a, role): ch for a, role, ch in connections}
+        for method, data, timeout in writes[:3]:
+            assert (method, data, timeout) == ("set_many", expected, presence.PRESENCE_TTL)
+        assert hops["sync_to_async"] <= len(writes) + 1  # one hop per refresh, not per key
+    finally:
+        for _, _, channel in connections:
+            presence.let_expire(channel)
+    assert presence.refresher().task is None  # nothing registered: the task has ended
+
+
+async def test_a_connection_is_refreshed_until_it_closes(issued, doctor, settings, monkeypatch):
+    """With the project's own cache: the entry is rewritten each interval, then dropped."""
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 0.05
+    settings.SIGNALING_PEER_TIMEOUT = 3600
+    cache.clear()
+    doc, patient = await admitted_call(issued, doctor)
+    key = presence.presence_key(issued.appointment.pk, "doctor")
+    writes = spy_on_cache_writes(monkeypatch)
+    try:
+        # Gone from the cache (as after PRESENCE_TTL without refresh) …
+        await sync_to_async(cache.delete)(key)
+        # … the next refresh writes it again, with both connections in one write.
+        await until(lambda: any(key in data for _, data, _ in writes))
+        assert await sync_to_async(cache.get)(key) is not None
+        assert {method for method, _, _ in writes} == {"set_many"}
+        assert all(len(data) == 2 and ttl == presence.PRESENCE_TTL for _, data, ttl in writes)
+    finally:
+        await disconnect(doc)
+    # After the disconnect the entry is withdrawn and no longer refreshed.
+    seen = len(writes)
+    await until(lambda: len(writes) >= seen + 2)
+    assert all(key not in data for _, data, _ in writes[seen + 1 :])
+    assert await sync_to_async(cache.get)(key) is None
+    await disconnect(patient)
+    monkeypatch.undo()
+    assert presence.refresher().task is None
+
+
+async def test_a_failed_refresh_is_one_warning_and_retried(settings, monkeypatch, caplog):
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 0.05
+    attempts: list[dict] = []
+
+    def unreachable(self, data, timeout=None, *args, **kwargs):
+        attempts.append(dict(data))
+        raise ConnectionError("redis://secret-host:6379 refused")
+
+    monkeypatch.setattr(type(caches["default"]), "set_many", unreachable)
+    channel = "specific.x!down"
+    presence.keep_alive(uuid.uuid4(), "patient", channel)
+    try:
+        await until(lambda: len(attempts) >= 2)  # the next interval tries again
+    finally:
+        presence.let_expire(channel)
+    warnings = [r for r in caplog.records if "refresh call presence" in r.getMessage()]
+    assert warnings and all(r.exc_info is None for r in warnings)
+    assert all("secret-host" not in r.getMessage() for r in warnings)
+    assert all(channel not in r.getMessage() for r in warnings)
