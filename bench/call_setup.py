@@ -37,21 +37,9 @@ from _common import (
     print_table,
     write_results,
 )
+from browser import CHROMIUM, CHROMIUM_ARGS  # tests/, on sys.path via _common
 
-CHROMIUM = "/usr/bin/chromium"
 VERBOSE = "--verbose" in sys.argv
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]
 
 # Resolves with the epoch-ms time of the first remote video frame presented.
 FIRST_FRAME_JS = """() => new Promise((resolve, reject) => {

@@ -66,25 +66,23 @@ def _local_fetcher():
     return LocalOnlyFetcher(fail_on_errors=False, allowed_protocols={"file", "data"})
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(  # noqa: S603 (fixed git arguments, no user input)
+        ["git", *args],  # noqa: S607
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=True,
+    ).stdout.strip()
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The deployed commit, with "+" when the working tree has local changes."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{commit}+" if dirty else commit
