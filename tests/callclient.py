@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import websockets
 
 BASE_DELAY, MAX_DELAY = 0.5, 8.0  # seconds, as in static/js/signaling.js
+CLOSE_TRY_AGAIN, TRY_AGAIN_MAX_DELAY = 4503, 2.0  # "channel layer down": poll briefly
 
 # A minimal offer that passes the contract's content rule (DTLS fingerprint, no SDES key).
 FINGERPRINT = (
@@ -179,10 +180,11 @@ class CallSocket:
         )
         return await self.recv(timeout)
 
-    def next_delay(self) -> float:
-        """The call page's back-off (static/js/signaling.js): 0.5 s doubling up to 8 s,
-        ±25 % jitter; only a `welcome` resets it."""
-        delay = min(MAX_DELAY, BASE_DELAY * 2**self.attempt)
+    def next_delay(self, code: int | None = None) -> float:
+        """The call page's back-off (static/js/signaling.js): 0.5 s doubling up to 8 s
+        (2 s while the server closes with 4503), ±25 % jitter; only a `welcome` resets it."""
+        cap = TRY_AGAIN_MAX_DELAY if code == CLOSE_TRY_AGAIN else MAX_DELAY
+        delay = min(cap, BASE_DELAY * 2**self.attempt)
         self.attempt += 1
         return delay * random.uniform(0.75, 1.25)
 
@@ -200,7 +202,7 @@ class CallSocket:
                 last_error = exc
             self.failed_attempts += 1
             await self.close()
-            await asyncio.sleep(self.next_delay())
+            await asyncio.sleep(self.next_delay(_close_code(last_error)))
         raise TimeoutError(f"could not reconnect before the deadline: {last_error!r}")
 
     async def send(self, message: dict | str) -> None:
@@ -262,3 +264,10 @@ async def exchange_candidates(doctor: CallSocket, patient: CallSocket, marker: s
     assert (await doctor.expect("candidate"))["candidate"] == patient_candidate
     await patient.send({"type": "candidate", "candidate": None})
     assert (await doctor.expect("candidate"))["candidate"] is None
+
+
+def _close_code(error: Exception | None) -> int | None:
+    """The close code the server sent, if the attempt ended with a close frame."""
+    if isinstance(error, websockets.ConnectionClosed) and error.rcvd is not None:
+        return error.rcvd.code
+    return None

@@ -87,3 +87,25 @@ def test_a_swapped_certificate_changes_the_safety_code():
 
 def test_no_safety_code_without_both_fingerprints():
     assert safety_code(DOCTOR_SDP, "v=0\r\n") is None
+
+
+def reconnect_delays(code: int, attempts: int = 8) -> list[int]:
+    """The call page's reconnect delays (ms) after `attempts` closes with `code`."""
+    return run_module(
+        "globalThis.window = {addEventListener() {}, location: {protocol: 'http:', host: 'x'}};"
+        f"const {{ Signaling }} = await import('{JS_DIR / 'signaling.js'}');"
+        "const s = new Signaling('/ws/call/');"
+        f"const delays = Array.from({{length: {attempts}}}, () => s.nextDelay({code}));"
+        "console.log(JSON.stringify(delays));"
+    )
+
+
+def test_reconnect_backs_off_exponentially_up_to_8_seconds():
+    delays = reconnect_delays(1006)
+    assert delays[0] <= 625 and max(delays) <= 10_000 and delays[-1] >= 6_000
+
+
+def test_try_again_close_keeps_polling_within_2_seconds():
+    """4503 (Redis down): signaling must be back within seconds of Redis returning."""
+    delays = reconnect_delays(4503)
+    assert max(delays) <= 2_500

@@ -10,12 +10,17 @@ export const CLOSE_EXPIRED = 4001;
 export const CLOSE_FORBIDDEN = 4003;
 export const CLOSE_SUPERSEDED = 4009;
 export const CLOSE_RATE_LIMITED = 4029;
+// The server is up but its channel layer (Redis) is not: it asks us to try again soon.
+export const CLOSE_TRY_AGAIN = 4503;
 
 const FINAL_CODES = new Set([CLOSE_EXPIRED, CLOSE_FORBIDDEN, CLOSE_SUPERSEDED]);
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 8000;
 // After a rate-limit close the server's window is 10 s; wait it out before retrying.
 const RATE_LIMIT_DELAY_MS = 11000;
+// While the server answers "try again", keep polling briefly so that signaling is back
+// within seconds of Redis returning, however long the outage lasted.
+const TRY_AGAIN_MAX_DELAY_MS = 2000;
 
 /** The WebSocket URL (ws or wss) of a path on the page's own origin, never another. */
 function socketUrl(path) {
@@ -86,7 +91,8 @@ export class Signaling extends EventTarget {
 
   nextDelay(code) {
     if (code === CLOSE_RATE_LIMITED) return RATE_LIMIT_DELAY_MS;
-    const exponential = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt);
+    const cap = code === CLOSE_TRY_AGAIN ? TRY_AGAIN_MAX_DELAY_MS : MAX_DELAY_MS;
+    const exponential = Math.min(cap, BASE_DELAY_MS * 2 ** this.attempt);
     this.attempt += 1;
     // Jitter spreads reconnects when a server restart drops many calls at once.
     return Math.round(exponential * (0.75 + Math.random() * 0.5));
