@@ -2,89 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
-import threading
-import warnings
-from contextlib import contextmanager
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from django.test import override_settings
 
 from compliance import bsi, checks, tlsprobe
-
-
-def make_certificate(tmp_path, key) -> tuple[str, str]:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
-@contextmanager
-def tls_server(cert: str, key: str, ciphers: str | None, legacy: bool = False):
-    """A TLS server on 127.0.0.1 that completes handshakes and closes."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    if legacy:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.minimum_version = ssl.TLSVersion.TLSv1
-    else:
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    if ciphers:
-        context.set_ciphers(ciphers)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                raw, _address = listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            try:
-                raw.settimeout(5)
-                with context.wrap_socket(raw, server_side=True):
-                    pass
-            except (ssl.SSLError, OSError):
-                raw.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
-
+from tests.tlsserver import make_certificate, tls_server
 
 BSI_ONLY = ":".join(sorted(bsi.TLS12_CIPHERS))
 
@@ -132,7 +58,6 @@ def test_server_accepting_tls_1_1_fails(tmp_path, monkeypatch):
 
 def test_untrusted_certificate_fails(tmp_path, monkeypatch):
     cert, key = make_certificate(tmp_path, ec.generate_private_key(ec.SECP256R1()))
-    (tmp_path / "other").mkdir()
     other, _ = make_certificate(tmp_path / "other", ec.generate_private_key(ec.SECP256R1()))
     monkeypatch.setenv("SSL_CERT_FILE", other)
     with tls_server(cert, key, BSI_ONLY) as port:

@@ -303,81 +303,20 @@ def test_protocol_documents_every_message_and_close_code():
 # --- the documented TLS settings pass the compliance probe -------------------------------------
 
 
-def _self_signed_p384(directory: Path) -> tuple[Path, Path]:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA384())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_documented_tls12_settings_pass_the_compliance_probe(nginx, tmp_path):
     """A loopback TLS server with the guide's protocols, TLS 1.2 ciphers, curve and key
     passes `compliance.tlsprobe` (except trust: the test certificate is self-signed).
     Python's ssl cannot restrict TLS 1.3 suites; nginx does that with ssl_conf_command."""
-    import socket
-    import ssl
-    import threading
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     from compliance import tlsprobe
+    from tests.tlsserver import make_certificate, tls_server
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(directive(nginx, "ssl_ciphers"))
-    context.set_ecdh_curve(directive(nginx, "ssl_ecdh_curve").split(":")[0])
-    context.load_cert_chain(*_self_signed_p384(tmp_path))
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _address = listener.accept()
-            except TimeoutError:
-                continue
-            connection.settimeout(5)
-            try:
-                with context.wrap_socket(connection, server_side=True):
-                    pass
-            except (ssl.SSLError, OSError):
-                connection.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
+    cert, key = make_certificate(tmp_path, ec.generate_private_key(ec.SECP384R1()))
+    ciphers = directive(nginx, "ssl_ciphers")
+    curve = directive(nginx, "ssl_ecdh_curve").split(":")[0]
+    with tls_server(cert, key, ciphers, curve=curve) as port:
         findings = tlsprobe.probe("localhost", port, timeout=5)
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
     problems = [p for p in tlsprobe.assess(findings) if not p.startswith("certificate not trusted")]
     assert problems == []
     assert findings.key_type == "EC" and findings.key_bits == 384
