@@ -6,10 +6,12 @@ at the end, whatever happens. Exit code: non-zero if any run failed.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -17,10 +19,37 @@ from testservices import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest"]
+# Per run, the file where tests/conftest.py writes its counts and skip reasons.
+REPORTS: dict[str, Path] = {}
+
+
+def pytest_env(label: str, env: dict[str, str]) -> dict[str, str]:
+    REPORTS[label] = Path(tempfile.mkstemp(prefix="rc-run-", suffix=".json")[1])
+    return {**env, "RC_RUN_REPORT": str(REPORTS[label])}
+
+
+def print_summary() -> None:
+    """Counts of every run, and why tests were skipped (only the other profile's may skip)."""
+    print("\n=== summary ===")
+    total = {"passed": 0, "failed": 0, "skipped": 0}
+    for label, path in REPORTS.items():
+        report = json.loads(path.read_text() or '{"outcomes": {}, "skipped": {}}')
+        path.unlink()
+        outcomes = report["outcomes"]
+        for key in total:
+            total[key] += outcomes.get(key, 0)
+        print(
+            f"{label}: {outcomes.get('passed', 0)} passed, {outcomes.get('failed', 0)} failed, "
+            f"{outcomes.get('skipped', 0)} skipped"
+        )
+        for reason, count in sorted(report["skipped"].items(), key=lambda item: -item[1]):
+            print(f"  skipped {count:4d} × {reason}")
+    print(f"total: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
 
 
 def run(label: str, args: list[str], env: dict[str, str]) -> int:
     print(f"\n=== {label} ===", flush=True)
+    env = pytest_env(label, env)
     # Tests that run `manage.py` as a subprocess use the profile's real database (not
     # pytest's test database): it must have the schema, as on a deployed machine.
     migrated = subprocess.call(
@@ -58,8 +87,10 @@ def main(extra: list[str]) -> int:
         print("\n=== browser tests: real Chromium, loopback-only network namespace ===", flush=True)
         e2e = in_loopback_namespace([*PYTEST, "-m", "e2e", *extra])
         # exit 5 = no browser test collected (e.g. filtered out by PYTEST_ARGS)
-        failures += subprocess.call(e2e, cwd=ROOT, env=base_env) not in (0, 5)
+        e2e_env = pytest_env("browser tests", base_env)
+        failures += subprocess.call(e2e, cwd=ROOT, env=e2e_env) not in (0, 5)
     if only not in ("", "production"):
+        print_summary()
         return 1 if failures else 0
 
     redis, postgres = RedisServer(), PostgresServer()
@@ -79,6 +110,7 @@ def main(extra: list[str]) -> int:
     finally:
         postgres.stop()
         redis.stop()
+    print_summary()
     print("\nall test runs passed" if not failures else f"\n{failures} test run(s) failed")
     return 1 if failures else 0
 

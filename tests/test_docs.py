@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from compliance.bsi import GROUPS, TLS12_CIPHERS, TLS13_CIPHERSUITES
+from tests.deployment import require_tool
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DEPLOYMENT = (DOCS / "deployment.md").read_text()
@@ -134,13 +134,12 @@ def test_nginx_groups_are_in_tr_02102_2(nginx):
     assert set(groups) <= GROUPS
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
 def test_openssl_knows_every_documented_cipher(nginx):
     """OpenSSL silently skips unknown names: a typo would shrink the list unnoticed."""
     ciphers = directive(nginx, "ssl_ciphers")
     suites = directive(nginx, "ssl_conf_command Ciphersuites")
     result = subprocess.run(
-        ["openssl", "ciphers", "-ciphersuites", suites, ciphers],
+        [require_tool("openssl"), "ciphers", "-ciphersuites", suites, ciphers],
         capture_output=True,
         text=True,
         check=True,
