@@ -125,3 +125,21 @@ def test_only_profile_skips_are_allowed(tmp_path):
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout
     assert "skipped for a reason other than the profile" in result.stdout
     assert "no such tool" in report.read_text()
+
+
+def test_a_second_make_run_reinstalls_nothing():
+    """After the first run (make test has just done it), only the cheap checks run again."""
+    plan = subprocess.run(
+        [require_tool("make"), "-n", "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "install-debian-packages.sh run" in plan  # checks dpkg, installs only what is missing
+    for reinstall in ("pip install", "python3 -m venv", "npm ci", "apt-get"):
+        assert reinstall not in plan
+    # the demo data stays: migrate and the idempotent seed_demo, never a flush
+    assert "migrate" in plan and "seed_demo" in plan
+    assert "flush" not in plan and "rm " not in plan
