@@ -8,7 +8,7 @@ from compliance import runner
 
 
 class Command(BaseCommand):
-    help = "Check the eleven KBV requirements (Anlage 31b § 5) against this installation."
+    help = "Check the KBV requirements (Anlage 31b) against this installation."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print JSON")
