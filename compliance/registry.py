@@ -15,10 +15,12 @@ check that needs it, with its reason — in one place (`run_check`), not in each
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
 import re
+import sys
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -179,16 +181,23 @@ def run_check(item: Check, observations: Observations) -> Finding:
 
 def requirement_module_names() -> list[str]:
     """The built-in requirement modules, then the plugins found on sys.path."""
+    return list(_module_names(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _module_names(search_path: tuple[str, ...]) -> tuple[str, ...]:
+    # Listing every sys.path entry takes tens of milliseconds: once per search path
+    # (a plugin is installed before the server starts; a test that adds one changes it).
     package = importlib.import_module(BUILTIN_PACKAGE)
     builtin = [
         f"{BUILTIN_PACKAGE}.{info.name}"
         for info in pkgutil.iter_modules(package.__path__)
         if BUILTIN_MODULE.match(info.name)
     ]
-    plugins = sorted(
-        {info.name for info in pkgutil.iter_modules() if PLUGIN_MODULE.match(info.name)}
-    )
-    return sorted(builtin) + plugins
+    plugins = {
+        info.name for info in pkgutil.iter_modules(search_path) if PLUGIN_MODULE.match(info.name)
+    }
+    return (*sorted(builtin), *sorted(plugins))
 
 
 def requirement_of(module: ModuleType) -> Requirement:
