@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from compliance.registry import Status
 
@@ -18,6 +19,24 @@ EU_COUNTRIES = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
 )
 EEA_ONLY_COUNTRIES = frozenset({"IS", "LI", "NO"})
+
+# Names for the countries a hosting provider may sensibly declare (public pages show
+# them; anything else is shown as its ISO code and fails the check anyway).
+COUNTRY_NAMES = {
+    "AT": _("Austria"), "BE": _("Belgium"), "BG": _("Bulgaria"), "HR": _("Croatia"),
+    "CY": _("Cyprus"), "CZ": _("Czechia"), "DK": _("Denmark"), "EE": _("Estonia"),
+    "FI": _("Finland"), "FR": _("France"), "DE": _("Germany"), "GR": _("Greece"),
+    "HU": _("Hungary"), "IE": _("Ireland"), "IT": _("Italy"), "LV": _("Latvia"),
+    "LT": _("Lithuania"), "LU": _("Luxembourg"), "MT": _("Malta"), "NL": _("Netherlands"),
+    "PL": _("Poland"), "PT": _("Portugal"), "RO": _("Romania"), "SK": _("Slovakia"),
+    "SI": _("Slovenia"), "ES": _("Spain"), "SE": _("Sweden"), "IS": _("Iceland"),
+    "LI": _("Liechtenstein"), "NO": _("Norway"),
+}  # fmt: skip
+
+
+def country_name(code: str) -> str:
+    return str(COUNTRY_NAMES.get(code.upper(), code.upper()))
+
 
 # Public STUN/TURN services run outside the EU (or anycast worldwide): always refused,
 # whatever country an entry declares for them.

@@ -450,6 +450,8 @@ def test_hosting_in_the_eea_outside_the_eu_warns():
 
 def test_the_eu_has_27_members_and_one_rating_for_all_checks():
     assert len(regions.EU_COUNTRIES) == 27 and "HU" in regions.EU_COUNTRIES
+    assert set(regions.COUNTRY_NAMES) == regions.EU_COUNTRIES | regions.EEA_ONLY_COUNTRIES
+    assert regions.country_name("hu") == "Ungarn" and regions.country_name("US") == "US"
     assert regions.country_status("hu") == PASS
     assert regions.country_status("NO") == WARN
     assert regions.country_status("CH") == FAIL and regions.country_status(None) == FAIL
