@@ -98,6 +98,7 @@ def test_kbv_check_exits_1_when_a_requirement_fails():
     assert exit_info.value.code == 1
     table = out.getvalue()
     assert " 9  nicht erfüllt" in table and "METADATA_RETENTION_DAYS ist 120" in table
+    assert "Anlage 31b i. d. F. vom 15.06.2022: § 2a (Datenschutz" in table
     assert "NICHT ERFÜLLT" in table
 
 

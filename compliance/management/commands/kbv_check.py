@@ -32,6 +32,8 @@ def render_table(result: dict) -> str:
     for requirement in result["requirements"]:
         label = runner.status_label(requirement["status"])
         lines.append(f"{requirement['number']:>2}  {label:<12} {requirement['title']}")
+        if requirement.get("current_reference"):
+            lines.append(f"{'':17}{requirement['current_reference']}")
         for item in requirement["checks"]:
             lines.append(f"    {runner.status_label(item['status']):<12} {item['id']}")
             lines.extend(
