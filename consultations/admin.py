@@ -80,8 +80,10 @@ class AppointmentForm(forms.ModelForm):
 
     def clean_scheduled_at(self):
         scheduled_at = self.cleaned_data["scheduled_at"]
-        if scheduled_at - timezone.now() > services.MAX_LEAD_TIME:
-            raise forms.ValidationError(_("Appointments can be booked at most 29 days in advance."))
+        try:
+            services.check_lead_time(scheduled_at)
+        except services.AppointmentError as error:
+            raise forms.ValidationError(str(error)) from None
         return scheduled_at
 
 
