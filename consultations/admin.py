@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from consultations import services
-from consultations.models import ApiKey, Appointment, Membership, Practice
+from consultations.models import MAX_GUESTS, ApiKey, Appointment, Membership, Practice
 
 ORGANISER_ROLES = (Membership.Role.DOCTOR, Membership.Role.STAFF)
 
@@ -64,6 +64,27 @@ class AppointmentForm(forms.ModelForm):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
+    guests = forms.IntegerField(
+        label=_("Number of guests"),
+        min_value=0,
+        max_value=MAX_GUESTS,
+        initial=0,
+        required=False,
+        help_text=_(
+            "Support persons, carers or interpreters joining with their own code "
+            "(at most %(max)d; at most nine people in one call)."
+        )
+        % {"max": MAX_GUESTS},
+    )
+
+    # Chosen explicitly, limited to the organiser's practices the doctor belongs to; needed
+    # only where that leaves more than one (issue 11 item 5: never the first one found).
+    practice = forms.ModelChoiceField(
+        label=_("practice"),
+        queryset=Practice.objects.none(),
+        required=False,
+        help_text=_("Only needed if the doctor works in several of your practices."),
+    )
 
     class Meta:
         model = Appointment
@@ -71,8 +92,11 @@ class AppointmentForm(forms.ModelForm):
 
     def __init__(self, *args, practices=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.practices = practices if practices is not None else Practice.objects.none()
         if "doctor" in self.fields:  # absent on the read-only detail page
             self.fields["doctor"].queryset = services.doctors_of(practices)
+        if "practice" in self.fields:
+            self.fields["practice"].queryset = self.practices
         if not self.is_bound and not self.instance.pk:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
@@ -86,6 +110,32 @@ class AppointmentForm(forms.ModelForm):
             raise forms.ValidationError(str(error)) from None
         return scheduled_at
 
+    def clean_guests(self):
+        return self.cleaned_data.get("guests") or 0
+
+    def clean(self):
+        cleaned = super().clean()
+        doctor = cleaned.get("doctor")
+        if doctor is None or "practice" not in self.fields:
+            return cleaned
+        candidates = self.practices.filter(
+            memberships__user=doctor, memberships__role=Membership.Role.DOCTOR
+        ).distinct()
+        chosen = cleaned.get("practice")
+        if chosen is not None:
+            if not candidates.filter(pk=chosen.pk).exists():
+                self.add_error("practice", _("The doctor does not work in this practice."))
+        elif candidates.count() == 1:
+            cleaned["practice"] = candidates.get()
+        elif candidates.count() > 1:
+            self.add_error(
+                "practice",
+                _("The doctor works in several of your practices: please choose the practice."),
+            )
+        else:
+            self.add_error("doctor", _("The doctor does not work in any of your practices."))
+        return cleaned
+
 
 @admin.register(Appointment)
 class AppointmentAdmin(admin.ModelAdmin):
@@ -94,7 +144,7 @@ class AppointmentAdmin(admin.ModelAdmin):
     list_select_related = ["doctor", "practice"]
     list_filter = [("practice", admin.RelatedOnlyFieldListFilter)]
     date_hierarchy = "scheduled_at"
-    actions = ["cancel_selected", "reissue_codes"]
+    actions = ["cancel_selected", "reissue_codes", "add_guest_code"]
     codes_template = "admin/consultations/appointment/codes.html"
 
     # --- scope ------------------------------------------------------------------------
@@ -132,6 +182,12 @@ class AppointmentAdmin(admin.ModelAdmin):
         # Deletion is the purge job's; staff cancel instead.
         return False
 
+    def get_fields(self, request, obj=None):
+        # The number of guests is asked when creating; guest codes are added by an action.
+        if obj is None:
+            return ["doctor", "scheduled_at", "guests", "practice"]
+        return ["doctor", "scheduled_at"]
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         practices = organised_practices(request)
@@ -153,7 +209,10 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         issued = services.create_appointment(
-            doctor=form.cleaned_data["doctor"], scheduled_at=form.cleaned_data["scheduled_at"]
+            doctor=form.cleaned_data["doctor"],
+            scheduled_at=form.cleaned_data["scheduled_at"],
+            practice=form.cleaned_data["practice"],
+            guests=form.cleaned_data.get("guests") or 0,
         )
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
@@ -206,6 +265,31 @@ class AppointmentAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 _("Expired or cancelled appointments get no new codes."),
+                messages.WARNING,
+            )
+        if not issued_list:
+            return None
+        return self.render_codes(request, issued_list)
+
+    @admin.action(description=_("Add a guest code"))
+    def add_guest_code(self, request, queryset):
+        """One more guest code per selected appointment, shown once with its own slip."""
+        issued_list, refused = [], 0
+        for appointment in queryset.select_related("doctor", "practice"):
+            try:
+                code = services.add_guest_code(appointment)
+            except services.AppointmentError:
+                refused += 1
+                continue
+            issued_list.append(services.IssuedAppointment(appointment, "", "", (code,)))
+        if refused:
+            self.message_user(
+                request,
+                _(
+                    "Expired or cancelled appointments and appointments with %(max)d guests "
+                    "get no further guest code."
+                )
+                % {"max": MAX_GUESTS},
                 messages.WARNING,
             )
         if not issued_list:
