@@ -406,6 +406,9 @@ table ip impair {{
         path = self.workdir / name
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def read_full(self, name: str) -> str:
+        return (self.workdir / name).read_text(errors="replace")
+
     def close(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:

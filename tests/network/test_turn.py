@@ -1,0 +1,92 @@
+"""coturn as started in the lab is the documented one, and it cannot reach inside.
+
+OWASP ASVS 5.0 17.1.1: a TURN server must not relay to internal addresses. A client
+with valid REST credentials (the scheme the application hands out) asks the lab's coturn
+for permissions: loopback, the server's own address and the documented denied ranges
+are refused with 403, the other side's public address is allowed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.netlab import (
+    HOME_LAN,
+    LAB_PUBLIC_RANGE,
+    PRACTICE_LAN,
+    PRACTICE_WAN,
+    SERVER_IP,
+    TURN_OVERRIDES,
+    TURN_PORT,
+    config_key,
+    documented_turn_config,
+    in_netns,
+)
+from tests.turnclient import TurnClient, rest_credentials
+
+pytestmark = pytest.mark.network
+
+REFUSED = [
+    "127.0.0.1",  # loopback of the TURN host
+    SERVER_IP,  # the TURN host's own (and the application's) address
+    HOME_LAN,  # the client's own private network
+    PRACTICE_LAN,  # the other side's private network
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",  # cloud metadata service
+    "100.64.0.1",
+    "0.0.0.0",  # noqa: S104 (a peer address here, not a bind)
+    "224.0.0.1",
+]
+
+
+def permissions(lab, peers: list[str], password: str | None = None) -> dict:
+    def probe():
+        username, credential = rest_credentials(lab.turn_secret)
+        with TurnClient((SERVER_IP, TURN_PORT), username, password or credential) as client:
+            allocation = client.allocate()
+            if not allocation.success:
+                return {"allocate": allocation.error}
+            result = {"allocate": "ok", "relayed": client.relayed}
+            for peer in peers:
+                response = client.create_permission(peer)
+                result[peer] = "ok" if response.success else response.error
+            return result
+
+    return in_netns(lab.ns["home"], probe)
+
+
+def test_turn_refuses_internal_peers_and_relays_to_the_other_side(lab):
+    result = permissions(lab, [*REFUSED, PRACTICE_WAN])
+    assert result["allocate"] == "ok"
+    assert result["relayed"][0] == SERVER_IP
+    assert {peer: result[peer] for peer in REFUSED} == {peer: 403 for peer in REFUSED}
+    assert result[PRACTICE_WAN] == "ok"
+
+
+def test_turn_refuses_wrong_credentials(lab):
+    assert permissions(lab, [], password="d3Jvbmc=")["allocate"] == 401
+
+
+def test_lab_runs_the_documented_coturn_configuration(lab):
+    started = (lab.workdir / "turnserver.conf").read_text().splitlines()
+    documented = documented_turn_config()
+    kept = [line for line in documented if config_key(line) not in TURN_OVERRIDES]
+    # Every documented line that is not a lab override is in the started file, and
+    # nothing else is, apart from the overrides.
+    assert [line for line in started if config_key(line) not in TURN_OVERRIDES] == kept
+    overridden = {config_key(line) for line in started} - {config_key(line) for line in kept}
+    assert overridden <= set(TURN_OVERRIDES)
+    assert f"allowed-peer-ip={LAB_PUBLIC_RANGE}" in started
+    # The documented settings this issue relies on are there and are not overridden.
+    for required in ("use-auth-secret", "no-cli", "no-multicast-peers", "tls-listening-port=443"):
+        assert required in kept
+    assert any(line.startswith("user-quota=") for line in kept)
+    assert any(line.startswith("total-quota=") for line in kept)
+    # coturn read every documented denied range (IPv6 included): it logs each one.
+    log = lab.read_full("turn.log")
+    denied = [line.split("=", 1)[1] for line in kept if line.startswith("denied-peer-ip=")]
+    assert any(":" in entry for entry in denied)
+    for entry in denied:
+        assert f"Black listing: {entry}" in log
