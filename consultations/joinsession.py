@@ -48,6 +48,7 @@ class JoinData:
     display_name: str
     user_id: int | None = None
     join_id: str = ""  # random per join; empty for cookies that carry none
+    hide_ip: bool = False  # the patient asked for relay-only mode on the join page
 
     @property
     def is_doctor(self) -> bool:
@@ -61,6 +62,8 @@ def sign_join(data: JoinData) -> str:
         payload["j"] = data.join_id
     if data.user_id is not None:
         payload["u"] = data.user_id
+    if data.hide_ip:
+        payload["h"] = 1
     return signing.dumps(payload, salt=SALT, compress=True)
 
 
@@ -85,7 +88,7 @@ def unsign_join(value: str | None) -> JoinData | None:
     if not isinstance(join_id, str):
         return None
     doctor_id = user_id if role == Membership.Role.DOCTOR else None
-    return JoinData(appointment_id, role, name, doctor_id, join_id)
+    return JoinData(appointment_id, role, name, doctor_id, join_id, payload.get("h") == 1)
 
 
 def read_join(source: HttpRequest | str | None) -> JoinData | None:
@@ -108,6 +111,7 @@ def issue_join_cookie(
     role: str,
     display_name: str,
     user_id: int | None = None,
+    hide_ip: bool = False,
 ) -> JoinData:
     """Set the join cookie on the response; it expires with the appointment's codes."""
     data = JoinData(
@@ -116,6 +120,7 @@ def issue_join_cookie(
         display_name[:MAX_NAME_LENGTH],
         user_id,
         join_id=secrets.token_urlsafe(12),
+        hide_ip=hide_ip,
     )
     response.set_cookie(
         settings.JOIN_COOKIE_NAME,

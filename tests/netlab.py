@@ -261,6 +261,24 @@ table ip impair {{
 """
         self.sh("hnat", "nft", "-f", "-", input=rules)
 
+    def cut_direct_path(self) -> None:
+        """Drop everything between the home and the practice router; coturn stays reachable."""
+        rules = f"""
+table ip cut
+delete table ip cut
+table ip cut {{
+  chain forward {{
+    type filter hook forward priority filter - 20; policy accept;
+    ip saddr {PRACTICE_WAN} drop
+    ip daddr {PRACTICE_WAN} drop
+  }}
+}}
+"""
+        self.sh("hnat", "nft", "-f", "-", input=rules)
+
+    def restore_direct_path(self) -> None:
+        self.sh("hnat", "nft", "delete", "table", "ip", "cut", check=False)
+
     def lift_impairment(self) -> None:
         for dev in ("wan", "lan"):
             self.sh("hnat", "tc", "qdisc", "del", "dev", dev, "root", check=False)

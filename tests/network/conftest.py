@@ -33,6 +33,7 @@ def fresh_nat(lab):
 
     def reset():
         lab.lift_impairment()
+        lab.restore_direct_path()
         lab.set_nat("pnat", "port-restricted")
         lab.set_nat("hnat", "port-restricted")
 
