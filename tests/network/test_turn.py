@@ -86,7 +86,39 @@ def test_lab_runs_the_documented_coturn_configuration(lab):
     assert any(line.startswith("total-quota=") for line in kept)
     # coturn read every documented denied range (IPv6 included): it logs each one.
     log = lab.read_full("turn.log")
+    assert "CONFIG ERROR" not in log and "Bad configuration" not in log
     denied = [line.split("=", 1)[1] for line in kept if line.startswith("denied-peer-ip=")]
     assert any(":" in entry for entry in denied)
     for entry in denied:
         assert f"Black listing: {entry}" in log
+
+
+def documented_value(key: str) -> str:
+    values = [line.split("=", 1)[1] for line in documented_turn_config() if config_key(line) == key]
+    assert len(values) == 1, key
+    return values[0]
+
+
+def test_one_appointment_cannot_exceed_its_allocation_quota(lab):
+    """user-quota counts allocations per username, i.e. per appointment (docs/deployment.md)."""
+    quota = int(documented_value("user-quota"))
+
+    def allocate_many():
+        username, credential = rest_credentials(lab.turn_secret, name="quota-appointment")
+        clients = [
+            TurnClient((SERVER_IP, TURN_PORT), username, credential) for _ in range(quota + 1)
+        ]
+        try:
+            results = [client.allocate() for client in clients]
+        finally:
+            for client in clients:
+                client.close()
+        other_user, other_credential = rest_credentials(lab.turn_secret, name="other-appointment")
+        with TurnClient((SERVER_IP, TURN_PORT), other_user, other_credential) as client:
+            other = client.allocate()
+        return [r.success for r in results], results[-1].error, other.success
+
+    granted, last_error, other_granted = in_netns(lab.ns["practice"], allocate_many)
+    assert granted == [True] * quota + [False]
+    assert last_error == 486  # Allocation Quota Reached
+    assert other_granted  # another appointment is not affected
