@@ -95,6 +95,24 @@ def run(*args: str, check: bool = True, input: str | None = None) -> str:
     return result.stdout
 
 
+LAB_PREFIX = "rclab-"
+
+
+def remove_stale_labs() -> None:
+    """Delete lab namespaces whose creating process is gone (killed test runs)."""
+    for line in run("ip", "netns", "list", check=False).splitlines():
+        name = line.split()[0] if line.split() else ""
+        match = re.fullmatch(rf"{LAB_PREFIX}(\d+)-[0-9a-f]+-\w+", name)
+        if not match or Path(f"/proc/{match.group(1)}").exists():
+            continue
+        for pid in run("ip", "netns", "pids", name, check=False).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run("ip", "netns", "del", name, check=False)
+
+
 def documented_turn_config() -> list[str]:
     """The `/etc/turnserver.conf` block of docs/deployment.md, as lines without comments."""
     text = DEPLOYMENT_DOC.read_text(encoding="utf-8")
@@ -148,9 +166,12 @@ class Lab:
         require_tools()
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        suffix = secrets.token_hex(3)
+        remove_stale_labs()
+        # The creator's pid in the name lets a later run remove a lab whose test process
+        # was killed before it could clean up (SIGKILL runs no cleanup).
+        prefix = f"{LAB_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
         self.ns = {
-            role: f"rc{suffix}-{role}" for role in ("internet", "pnat", "practice", "hnat", "home")
+            role: f"{prefix}-{role}" for role in ("internet", "pnat", "practice", "hnat", "home")
         }
         self.turn_secret = secrets.token_hex(32)
         self.processes: list[subprocess.Popen] = []

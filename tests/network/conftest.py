@@ -7,6 +7,8 @@ The doctor's Chromium runs in the "practice" namespace, the patient's in "home".
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.live import manage, manage_json
@@ -15,8 +17,15 @@ from tests.netlab import Lab
 DEMO_PASSWORD = "network-demo-password-0123456789"
 
 
+def _exit_on_sigterm(signum, frame):
+    # A terminated test run still unwinds its fixtures: the lab is torn down.
+    raise SystemExit(128 + signum)
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with Lab(tmp_path_factory.mktemp("netlab")) as lab:
         lab.start_turn()
         env = lab.server_env(DEMO_PASSWORD=DEMO_PASSWORD)
