@@ -339,6 +339,20 @@ table ip cut {{
             return str(cert), str(key)
         return make_certificate(self.workdir / "turn-tls", ec.generate_private_key(ec.SECP384R1()))
 
+    def certificate_spki(self) -> str:
+        """base64(SHA-256(SubjectPublicKeyInfo)) of the TURN certificate, as Chromium wants."""
+        import base64
+        import hashlib
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        cert = x509.load_pem_x509_certificate(Path(self.certificate()[0]).read_bytes())
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
     def start_turn(self) -> None:
         path = self.workdir / "turnserver.conf"
         path.write_text(self.turn_config())
@@ -361,12 +375,12 @@ table ip cut {{
         return f"http://{SERVER_IP}:{SERVER_PORT}"
 
     def ice_servers(self) -> list[dict]:
+        """The documented ICE_SERVERS entry (deployment.md § 7), on the lab's address."""
         return [
             {
                 "urls": [
                     f"stun:{SERVER_IP}:{TURN_PORT}",
                     f"turn:{SERVER_IP}:{TURN_PORT}?transport=udp",
-                    f"turn:{SERVER_IP}:{TURN_PORT}?transport=tcp",
                     f"turns:{SERVER_IP}:{TURNS_PORT}?transport=tcp",
                 ],
                 "country": "DE",
@@ -422,7 +436,12 @@ table ip cut {{
         from tests.browser import CHROMIUM_ARGS
 
         # getUserMedia needs a secure context; the lab serves plain http on a lab address.
-        return [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={self.url}"]
+        return [
+            *CHROMIUM_ARGS,
+            f"--unsafely-treat-insecure-origin-as-secure={self.url}",
+            # Trust exactly the lab coturn's throw-away certificate for turns: (TLS on 443).
+            f"--ignore-certificate-errors-spki-list={self.certificate_spki()}",
+        ]
 
     # ------------------------------------------------------------------ processes
 

@@ -60,7 +60,7 @@ async () => {
              sendHeight: 0, limitation: null, availableOutgoingBitrate: null};
   const describe = (c) => c && {type: c.candidateType, address: c.address || c.ip,
                                 port: c.port, protocol: c.protocol,
-                                relayProtocol: c.relayProtocol || null};
+                                relayProtocol: c.relayProtocol || null, url: c.url || null};
   report.forEach((s) => {
     if (s.type === "transport" && s.selectedCandidatePairId) {
       const pair = report.get(s.selectedCandidatePairId);

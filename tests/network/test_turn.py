@@ -122,3 +122,18 @@ def test_one_appointment_cannot_exceed_its_allocation_quota(lab):
     assert granted == [True] * quota + [False]
     assert last_error == 486  # Allocation Quota Reached
     assert other_granted  # another appointment is not affected
+
+
+def test_lab_browsers_get_the_documented_ice_servers(lab):
+    """The calls use the ICE_SERVERS of deployment.md, only on the lab's address."""
+    import json
+    import re
+
+    from tests.netlab import DEPLOYMENT_DOC
+
+    line = re.search(r"^ICE_SERVERS=(.*)$", DEPLOYMENT_DOC.read_text(), re.M).group(1)
+    documented = json.loads(line)
+    lab_servers = json.loads(lab.env["ICE_SERVERS"])
+    assert [s["country"] for s in lab_servers] == [s["country"] for s in documented]
+    lab_urls = [url.replace(SERVER_IP, "turn.example.de") for url in lab_servers[0]["urls"]]
+    assert lab_urls == documented[0]["urls"]
