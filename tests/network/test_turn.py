@@ -8,9 +8,13 @@ are refused with 403, the other side's public address is allowed.
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from tests.netlab import (
+    DEPLOYMENT_DOC,
     HOME_LAN,
     LAB_PUBLIC_RANGE,
     PRACTICE_LAN,
@@ -126,11 +130,6 @@ def test_one_appointment_cannot_exceed_its_allocation_quota(lab):
 
 def test_lab_browsers_get_the_documented_ice_servers(lab):
     """The calls use the ICE_SERVERS of deployment.md, only on the lab's address."""
-    import json
-    import re
-
-    from tests.netlab import DEPLOYMENT_DOC
-
     line = re.search(r"^ICE_SERVERS=(.*)$", DEPLOYMENT_DOC.read_text(), re.M).group(1)
     documented = json.loads(line)
     lab_servers = json.loads(lab.env["ICE_SERVERS"])
