@@ -34,7 +34,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Practice)
 class PracticeAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    list_display = ["name", "hide_patient_ip", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 

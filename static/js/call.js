@@ -15,8 +15,8 @@ import {
   openMedia,
   stopStream,
 } from "./devices.js";
-import { Peer } from "./peer.js";
-import { QualityMonitor } from "./quality.js";
+import { Peer, hasTurnServer } from "./peer.js";
+import { QualityMonitor, RouteWatch } from "./quality.js";
 import { safetyCode } from "./safety.js";
 import {
   CLOSE_EXPIRED,
@@ -310,8 +310,17 @@ function onServerError(message) {
 // ---------------------------------------------------------------- the peer connection
 
 function createPeer() {
-  const peer = new Peer({ polite: !isDoctor, iceServers: state.iceServers, stream: state.stream });
+  const icePolicy = root.dataset.icePolicy;
+  const peer = new Peer({ polite: !isDoctor, iceServers: state.iceServers, stream: state.stream, icePolicy });
   state.peer = peer;
+  peer.routeWatch = new RouteWatch();
+  if (icePolicy === "relay" && !hasTurnServer(state.iceServers)) {
+    // Relay-only never falls back to a direct connection: say why nothing connects.
+    ui.showStatus(
+      gettext("To hide your IP address the call must go through a relay server, but none is available. Please contact your practice."),
+      "warning",
+    );
+  }
   state.remoteStream = new MediaStream();
   const remoteVideo = ui.role("remote-video");
   remoteVideo.srcObject = state.remoteStream;
@@ -433,17 +442,31 @@ function onQuality(peer, sample, level) {
   if (!sample.connected) {
     indicator.dataset.level = "unknown";
     ui.setText("quality-level", gettext("connecting"));
+    ui.setText("route", "");
+    ui.setState("route", "");
     return;
   }
   indicator.dataset.level = level;
   ui.setText("quality-level", LEVEL_LABELS[level]());
   ui.setText("route", sample.relayed ? gettext("via relay") : gettext("direct"));
   ui.setState("route", sample.relayed ? "relay" : "direct");
+  const switched = peer.routeWatch.update(sample);
+  if (switched) showRouteSwitch(switched);
   ui.setText("quality-details", describe(sample));
   updateRemoteNote();
   // Offer audio only after two poor samples in a row, not on a single spike.
   state.poorSamples = level === "poor" ? state.poorSamples + 1 : 0;
   ui.setHidden("quality-hint", state.audioOnly || state.poorSamples < 2);
+}
+
+/** A short, calm note when a running call moves between direct and relayed. */
+function showRouteSwitch(route) {
+  ui.flash(
+    "route-note",
+    route === "relay"
+      ? gettext("The connection now runs through our relay server. It stays end-to-end encrypted.")
+      : gettext("The connection now runs directly between you again."),
+  );
 }
 
 function describe(sample) {

@@ -20,6 +20,22 @@ const DISCONNECTED_GRACE_MS = 4000;
 const DEGRADATION_PREFERENCE = "balanced";
 
 /**
+ * The RTCConfiguration of a connection. `policy` "relay" (relay-only mode, the patient
+ * hides its IP address): the browser gathers and uses only TURN relay candidates, so
+ * neither a host nor a server-reflexive address of ours ever reaches the other side.
+ */
+export function rtcConfiguration(iceServers, policy) {
+  return { iceServers: iceServers || [], iceTransportPolicy: policy === "relay" ? "relay" : "all" };
+}
+
+/** True if the list has a TURN server (relay-only mode cannot connect without one). */
+export function hasTurnServer(iceServers) {
+  return (iceServers || []).some((server) =>
+    [].concat(server.urls || []).some((url) => /^turns?:/.test(url)),
+  );
+}
+
+/**
  * Events:
  *  - "signal": detail = a protocol message to send ({type: offer|answer|candidate, ...})
  *  - "track": detail {streams, track}
@@ -27,7 +43,7 @@ const DEGRADATION_PREFERENCE = "balanced";
  *  - "channel-open", "channel-close", "channel-message" (detail = parsed object)
  */
 export class Peer extends EventTarget {
-  constructor({ polite, iceServers, stream }) {
+  constructor({ polite, iceServers, stream, icePolicy }) {
     super();
     this.polite = polite;
     this.stream = stream;
@@ -36,7 +52,7 @@ export class Peer extends EventTarget {
     this.pendingCandidates = [];
     this.disconnectTimer = null;
     this.closed = false;
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers, icePolicy));
     this.channel = this.pc.createDataChannel("chat", { negotiated: true, id: 0 });
     this.addLocalTracks();
     this.wire();
