@@ -64,7 +64,6 @@ def _join_post(request: HttpRequest) -> HttpResponse:
         role=match.role,
         display_name=form.cleaned_data["name"],
         guest_slot=match.guest_slot,
-
         hide_ip=form.cleaned_data.get("hide_ip", False),
     )
     return response
