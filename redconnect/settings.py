@@ -347,11 +347,21 @@ LOGIN_URL = "admin:login"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Control characters are escaped (one record, one line: a request path cannot forge
+    # a record); daphne's shut-down warning loses the client address it carries.
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "redconnect.logsafe.EscapingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
+    "filters": {"daphne_addresses": {"()": "redconnect.logsafe.DaphneAddressFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["daphne_addresses"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
