@@ -18,6 +18,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from redconnect import origins as _origins
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state (SQLite file, generated secret key); tests may point it elsewhere.
 VAR_DIR = Path(os.environ.get("REDCONNECT_VAR_DIR") or BASE_DIR / "var")
@@ -105,6 +107,9 @@ ALLOWED_HOSTS = [PUBLIC_HOST, "127.0.0.1", "localhost"] + [
     host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()
 ]
 PROXY_HEADERS = env_bool("PROXY_HEADERS", False)
+# Further browser origins allowed to open the WebSocket on an https PUBLIC_URL (whose
+# own exact origin always is); redconnect/origins.py.
+ALLOWED_ORIGINS = _origins.parse_allowed_origins(env_str("ALLOWED_ORIGINS"))
 
 # --- Call configuration ---------------------------------------------------------------
 
