@@ -209,3 +209,7 @@ class AppointmentAdmin(admin.ModelAdmin):
         if not issued_list:
             return None
         return self.render_codes(request, issued_list)
+
+
+# The user admin with the superuser's "issue enrolment link" action.
+from consultations import admin_users  # noqa: E402, F401
