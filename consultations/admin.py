@@ -65,14 +65,41 @@ class AppointmentForm(forms.ModelForm):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
+    # The practice the appointment belongs to, chosen explicitly: a doctor may work in
+    # several practices, and only the creating practice may later see or cancel it.
+    # Required only where the doctor works in more than one of the organiser's practices.
+    practice = forms.ModelChoiceField(
+        label=_("practice"),
+        queryset=Practice.objects.none(),
+        required=False,
+        help_text=_("Needed if the doctor works in more than one of your practices."),
+    )
+
     class Meta:
         model = Appointment
         fields = ["doctor", "scheduled_at"]
 
     def __init__(self, *args, practices=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.practices = practices
         if "doctor" in self.fields:  # absent on the read-only detail page
             self.fields["doctor"].queryset = services.doctors_of(practices)
+        if "practice" in self.fields and practices is not None:
+            self.fields["practice"].queryset = practices
+            if len(practices) == 1:
+                self.fields["practice"].initial = practices[0]
+
+    def clean(self):
+        cleaned = super().clean()
+        doctor = cleaned.get("doctor")
+        if doctor is not None and self.practices is not None and "practice" in self.fields:
+            try:
+                cleaned["practice"] = services.appointment_practice(
+                    doctor, cleaned.get("practice"), self.practices
+                )
+            except services.AppointmentError as error:
+                self.add_error("practice", str(error))
+        return cleaned
         if not self.is_bound and not self.instance.pk:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
@@ -151,8 +178,11 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         issued = services.create_appointment(
-            doctor=form.cleaned_data["doctor"], scheduled_at=form.cleaned_data["scheduled_at"]
+            doctor=form.cleaned_data["doctor"],
+            scheduled_at=form.cleaned_data["scheduled_at"],
+            practice=form.cleaned_data["practice"],
         )
+        obj.pk = issued.appointment.pk  # the admin's history entry names the real record
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
 
