@@ -16,14 +16,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from consultations import services
+from consultations import permissions, services
 from consultations.models import ApiKey, Appointment, Membership, Practice
 
-ORGANISER_ROLES = (Membership.Role.DOCTOR, Membership.Role.STAFF)
+ORGANISER_ROLES = permissions.ORGANISER_ROLES
 
 
 def organised_practices(request):
-    return services.practices_of(request.user, *ORGANISER_ROLES)
+    return permissions.organised_practices(request.user)
 
 
 class MembershipInline(admin.TabularInline):
@@ -131,14 +131,7 @@ class AppointmentAdmin(admin.ModelAdmin):
         return queryset.filter(practice__in=organised_practices(request))
 
     def _organises(self, request, obj=None) -> bool:
-        if not request.user.is_active or not request.user.is_staff:
-            return False
-        if request.user.is_superuser:
-            return True
-        practices = organised_practices(request)
-        if obj is None:
-            return practices.exists()
-        return practices.filter(pk=obj.practice_id).exists()
+        return permissions.may_organise(request.user, obj.practice_id if obj else None)
 
     def has_module_permission(self, request):
         return self._organises(request)

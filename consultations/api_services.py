@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from django.utils import timezone
 
-from consultations import services
+from consultations import permissions, services
 from consultations.models import ApiKey, Appointment
 from redconnect import ratelimit
 
@@ -133,7 +133,7 @@ def create_appointment(api_key: ApiKey, body: bytes) -> dict:
     """Issue an appointment for a doctor of the key's practice; the codes are in the result."""
     username, scheduled_at = parse_create_request(body)
     doctor = get_user_model().objects.filter(username=username).first()
-    if doctor is None or services.doctor_membership(doctor, api_key.practice) is None:
+    if not permissions.may_be_booked(doctor, api_key.practice):
         # The same answer for unknown users and other practices' doctors: the API
         # reveals nothing about accounts outside the key's practice.
         raise ApiError(400, f"{username} is not an active doctor of this practice.")

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from consultations import permissions
 from consultations.models import MAX_VALIDITY, ApiKey, Appointment, Membership, Practice
 
 # Crockford base32: no I, L, O, U — nothing a patient can misread on a slip.
@@ -89,23 +90,9 @@ def compute_expiry(scheduled_at: datetime, created_at: datetime) -> datetime:
     return min(scheduled_at + VALID_AFTER_SCHEDULED, created_at + MAX_VALIDITY)
 
 
-def practices_of(user, *roles: str):
-    """The practices where the user holds one of the roles (all practices for superusers)."""
-    if user.is_superuser:
-        return Practice.objects.all()
-    memberships = Membership.objects.filter(user=user, user__is_active=True)
-    if roles:
-        memberships = memberships.filter(role__in=roles)
-    return Practice.objects.filter(id__in=memberships.values("practice_id"))
-
-
-def doctor_membership(user, practice: Practice | None = None) -> Membership | None:
-    memberships = Membership.objects.filter(
-        user=user, user__is_active=True, role=Membership.Role.DOCTOR
-    ).select_related("practice")
-    if practice is not None:
-        memberships = memberships.filter(practice=practice)
-    return memberships.first()
+# Who may do what lives in consultations.permissions; these names stay for callers.
+practices_of = permissions.practices_of
+doctor_membership = permissions.doctor_membership
 
 
 def appointment_practice(doctor, chosen: Practice | None, organised) -> Practice:
@@ -380,16 +367,8 @@ def issued_as_json(issued: IssuedAppointment) -> dict:
 # --- Joining a call -------------------------------------------------------------------
 
 
-def doctor_may_join(user, appointment: Appointment) -> bool:
-    """Only the appointment's own doctor, still an active doctor of its practice (KBV § 5
-    Nr. 1, 2): staff, auditors, other doctors and superusers are refused."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    if user.pk != appointment.doctor_id:
-        return False
-    return Membership.objects.filter(
-        user=user, role=Membership.Role.DOCTOR, practice_id=appointment.practice_id
-    ).exists()
+# Only the appointment's own doctor (KBV § 5 Nr. 1, 2): consultations.permissions.
+doctor_may_join = permissions.may_conduct
 
 
 def display_name_of(user) -> str:

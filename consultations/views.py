@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from consultations import joinsession, services
+from consultations import joinsession, permissions, services
 from consultations.forms import JoinForm
 from consultations.models import Appointment, Membership
 from redconnect import ratelimit
@@ -81,7 +81,7 @@ def _join_as_doctor(request: HttpRequest, appointment: Appointment) -> HttpRespo
             samesite="Lax",
         )
         return response
-    if not services.doctor_may_join(request.user, appointment):
+    if not permissions.may_conduct(request.user, appointment):
         form = JoinForm(request.POST)
         form.is_valid()
         form.add_error(None, _("This access code is for the appointment's doctor only."))
@@ -113,7 +113,7 @@ def _pending_doctor_join(request: HttpRequest) -> HttpResponse | None:
     except (KeyError, signing.BadSignature):
         appointment_id = None
     appointment = services.valid_appointment(appointment_id) if appointment_id else None
-    if appointment is not None and services.doctor_may_join(request.user, appointment):
+    if appointment is not None and permissions.may_conduct(request.user, appointment):
         return _doctor_joined(request, appointment)
     response = _render_join(request, JoinForm())
     response.delete_cookie(PENDING_COOKIE, samesite="Lax")

@@ -35,6 +35,8 @@ from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from consultations import permissions
+
 PENDING_SESSION_KEY = "rc_otp_enroll"
 PENDING_MAX_AGE = 600  # seconds to scan the QR code and confirm
 DEVICE_NAME = "Authenticator"
@@ -202,14 +204,14 @@ def enrolling_user(request: HttpRequest):
     """
     user = request.user
     if user.is_authenticated:
-        if user.is_active and user.is_staff and not user_has_device(user, confirmed=True):
+        if permissions.is_admin_user(user) and not user_has_device(user, confirmed=True):
             return user
         return None
     pending = request.session.get(PENDING_SESSION_KEY)
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_MAX_AGE:
         return None
     user = get_user_model().objects.filter(pk=pending.get("user")).first()
-    if user is None or not (user.is_active and user.is_staff):
+    if user is None or not (user.is_active and user.is_staff):  # not yet authenticated
         return None
     if user_has_device(user, confirmed=True):
         return None  # enrolled meanwhile: log in with the code instead
