@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from redconnect import origins as _origins
+from redconnect.redisconf import channel_layer_key as _channel_layer_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state (SQLite file, generated secret key); tests may point it elsewhere.
@@ -96,8 +97,6 @@ if SECRET_KEY is None:
 CODE_HMAC_KEY = env_str("CODE_HMAC_KEY", SECRET_KEY)
 # Encrypts every channel-layer message in Redis; derived from SECRET_KEY unless set.
 # Every server process must have the same one (redconnect/redisconf.py).
-from redconnect.redisconf import channel_layer_key as _channel_layer_key  # noqa: E402
-
 CHANNEL_LAYER_KEY = _channel_layer_key(SECRET_KEY, env_str("CHANNEL_LAYER_KEY"))
 
 DEBUG = env_bool("DEBUG", False)
