@@ -7,13 +7,16 @@ from __future__ import annotations
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.cache import AxesCacheHandler
 from axes.helpers import get_cache
+from django.contrib.auth.backends import ModelBackend
 
 
-class LockoutBackend(AxesStandaloneBackend):
+class LockoutBackend(AxesStandaloneBackend, ModelBackend):
     """Refuses a locked-out (account, client) before the password is checked.
 
-    Without a request (the test client's `login()`, a shell) there is no client to
-    lock out: it stands aside instead of raising, and the password backend decides.
+    Otherwise it stands aside (returns None) and ModelBackend, next in the list, checks
+    the password. Without a request (the test client's `login()`, a shell) there is no
+    client to lock out. It loads session users like ModelBackend, so a session created
+    with the first backend of AUTHENTICATION_BACKENDS keeps working.
     """
 
     def authenticate(self, request, username=None, password=None, **kwargs):

@@ -162,3 +162,19 @@ def test_login_with_password_works_for_the_index(client, doctor):
     assert log_in(client, doctor).status_code == 302
     assert client.get(INDEX).status_code == 200
     assert PASSWORD
+
+
+def test_a_session_of_the_first_backend_loads_its_user(doctor):
+    """Scripts (bench/_provision.py) create sessions naming AUTHENTICATION_BACKENDS[0]."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(doctor.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = doctor.get_session_auth_hash()
+    session.create()
+    client = Client()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session.session_key
+    assert client.get(INDEX).status_code == 200
