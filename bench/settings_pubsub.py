@@ -9,6 +9,10 @@ if REDIS_URL:  # noqa: F405
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},  # noqa: F405
+            "CONFIG": {
+                "hosts": [REDIS_URL],  # noqa: F405
+                # As in production: nothing readable in Redis.
+                "symmetric_encryption_keys": [CHANNEL_LAYER_KEY],  # noqa: F405
+            },
         }
     }

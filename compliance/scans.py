@@ -252,6 +252,43 @@ FIELD_ALLOWLIST: dict[str, set[str]] = {
         "action_flag",
         "change_message",
     },
+    # django-axes' tables exist because the app is installed, but stay empty: the lock-out
+    # counts live in the cache (AXES_HANDLER redconnect.lockout.CacheHandler, access log
+    # off), keyed by pseudonyms. Login attempts of staff accounts, never call content.
+    "axes.accessattempt": {
+        "id",
+        "user_agent",
+        "ip_address",
+        "username",
+        "http_accept",
+        "path_info",
+        "attempt_time",
+        "get_data",
+        "post_data",
+        "failures_since_start",
+    },
+    "axes.accessattemptexpiration": {"access_attempt", "expires_at"},
+    "axes.accessfailurelog": {
+        "id",
+        "user_agent",
+        "ip_address",
+        "username",
+        "http_accept",
+        "path_info",
+        "attempt_time",
+        "locked_out",
+    },
+    "axes.accesslog": {
+        "id",
+        "user_agent",
+        "ip_address",
+        "username",
+        "http_accept",
+        "path_info",
+        "attempt_time",
+        "logout_time",
+        "session_hash",
+    },
     # Second factor of staff logins.
     "otp_totp.totpdevice": {
         "id",

@@ -16,14 +16,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from consultations import services
+from consultations import permissions, services
 from consultations.models import MAX_GUESTS, ApiKey, Appointment, Membership, Practice
 
-ORGANISER_ROLES = (Membership.Role.DOCTOR, Membership.Role.STAFF)
+ORGANISER_ROLES = permissions.ORGANISER_ROLES
 
 
 def organised_practices(request):
-    return services.practices_of(request.user, *ORGANISER_ROLES)
+    return permissions.organised_practices(request.user)
 
 
 class MembershipInline(admin.TabularInline):
@@ -77,13 +77,14 @@ class AppointmentForm(forms.ModelForm):
         % {"max": MAX_GUESTS},
     )
 
-    # Chosen explicitly, limited to the organiser's practices the doctor belongs to; needed
-    # only where that leaves more than one (issue 11 item 5: never the first one found).
+    # The practice the appointment belongs to, chosen explicitly: a doctor may work in
+    # several practices, and only the creating practice may later see or cancel it.
+    # Required only where the doctor works in more than one of the organiser's practices.
     practice = forms.ModelChoiceField(
         label=_("practice"),
         queryset=Practice.objects.none(),
         required=False,
-        help_text=_("Only needed if the doctor works in several of your practices."),
+        help_text=_("Needed if the doctor works in more than one of your practices."),
     )
 
     class Meta:
@@ -97,10 +98,24 @@ class AppointmentForm(forms.ModelForm):
             self.fields["doctor"].queryset = services.doctors_of(practices)
         if "practice" in self.fields:
             self.fields["practice"].queryset = self.practices
+            if len(self.practices) == 1:
+                self.fields["practice"].initial = self.practices[0]
         if not self.is_bound and not self.instance.pk:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
             )
+
+    def clean(self):
+        cleaned = super().clean()
+        doctor = cleaned.get("doctor")
+        if doctor is not None and "practice" in self.fields:
+            try:
+                cleaned["practice"] = services.appointment_practice(
+                    doctor, cleaned.get("practice"), self.practices
+                )
+            except services.AppointmentError as error:
+                self.add_error("practice", str(error))
+        return cleaned
 
     def clean_scheduled_at(self):
         scheduled_at = self.cleaned_data["scheduled_at"]
@@ -112,29 +127,6 @@ class AppointmentForm(forms.ModelForm):
 
     def clean_guests(self):
         return self.cleaned_data.get("guests") or 0
-
-    def clean(self):
-        cleaned = super().clean()
-        doctor = cleaned.get("doctor")
-        if doctor is None or "practice" not in self.fields:
-            return cleaned
-        candidates = self.practices.filter(
-            memberships__user=doctor, memberships__role=Membership.Role.DOCTOR
-        ).distinct()
-        chosen = cleaned.get("practice")
-        if chosen is not None:
-            if not candidates.filter(pk=chosen.pk).exists():
-                self.add_error("practice", _("The doctor does not work in this practice."))
-        elif candidates.count() == 1:
-            cleaned["practice"] = candidates.get()
-        elif candidates.count() > 1:
-            self.add_error(
-                "practice",
-                _("The doctor works in several of your practices: please choose the practice."),
-            )
-        else:
-            self.add_error("doctor", _("The doctor does not work in any of your practices."))
-        return cleaned
 
 
 @admin.register(Appointment)
@@ -156,14 +148,7 @@ class AppointmentAdmin(admin.ModelAdmin):
         return queryset.filter(practice__in=organised_practices(request))
 
     def _organises(self, request, obj=None) -> bool:
-        if not request.user.is_active or not request.user.is_staff:
-            return False
-        if request.user.is_superuser:
-            return True
-        practices = organised_practices(request)
-        if obj is None:
-            return practices.exists()
-        return practices.filter(pk=obj.practice_id).exists()
+        return permissions.may_organise(request.user, obj.practice_id if obj else None)
 
     def has_module_permission(self, request):
         return self._organises(request)
@@ -214,6 +199,7 @@ class AppointmentAdmin(admin.ModelAdmin):
             practice=form.cleaned_data["practice"],
             guests=form.cleaned_data.get("guests") or 0,
         )
+        obj.pk = issued.appointment.pk  # the admin's history entry names the real record
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
 
@@ -295,3 +281,7 @@ class AppointmentAdmin(admin.ModelAdmin):
         if not issued_list:
             return None
         return self.render_codes(request, issued_list)
+
+
+# The user admin with the superuser's "issue enrolment link" action.
+from consultations import admin_users  # noqa: E402, F401

@@ -18,15 +18,14 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from django.utils import timezone
 
-from consultations import services
+from consultations import permissions, services
 from consultations.models import MAX_GUESTS, ApiKey, Appointment
-from redconnect import throttle
+from redconnect import ratelimit
 
 MAX_BODY_BYTES = 4096  # a create request is well under 200 bytes
-# Failed key attempts per client (keyed hash of its address) before it is locked out.
-KEY_FAILURE_LIMIT = 20
-KEY_FAILURE_WINDOW = 600  # seconds
-KEY_FAILURE_SCOPE = "api-key"
+# Failed key attempts per client: the rate limiter's "api-key" policy (settings
+# API_KEY_FAILURE_LIMIT / _WINDOW).
+KEY_FAILURE_POLICY = "api-key"
 
 
 @dataclass
@@ -82,13 +81,13 @@ def authenticate(request: HttpRequest) -> ApiKey:
     request, valid keys included), so keys cannot be guessed at speed. Clients are told
     apart by a keyed hash of their address; the address itself is never stored.
     """
-    client = throttle.client_key(request)
-    if throttle.is_blocked(KEY_FAILURE_SCOPE, client, KEY_FAILURE_LIMIT, KEY_FAILURE_WINDOW):
+    client = ratelimit.client_key(request)
+    if ratelimit.is_blocked(KEY_FAILURE_POLICY, client):
         raise ApiError(429, "Too many failed attempts. Try again later.")
     token = bearer_token(request)
     api_key = services.authenticate_api_key(token) if token else None
     if api_key is None:
-        throttle.record_failure(KEY_FAILURE_SCOPE, client, KEY_FAILURE_WINDOW)
+        ratelimit.record_failure(KEY_FAILURE_POLICY, client)
         if token is None:
             raise ApiError(401, "Authorization: Bearer API key required.")
         raise ApiError(401, "Unknown API key.")
@@ -142,7 +141,7 @@ def create_appointment(api_key: ApiKey, body: bytes) -> dict:
     """Issue an appointment for a doctor of the key's practice; the codes are in the result."""
     username, scheduled_at, guests = parse_create_request(body)
     doctor = get_user_model().objects.filter(username=username).first()
-    if doctor is None or services.doctor_membership(doctor, api_key.practice) is None:
+    if not permissions.may_be_booked(doctor, api_key.practice):
         # The same answer for unknown users and other practices' doctors: the API
         # reveals nothing about accounts outside the key's practice.
         raise ApiError(400, f"{username} is not an active doctor of this practice.")

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
-from consultations import services
+from consultations import permissions, services
 from consultations.models import MAX_GUESTS, MAX_VALIDITY, Appointment, Membership
 from consultations.services import GUEST, PATIENT
 
@@ -192,7 +192,7 @@ def check_join(join: JoinData | None, user) -> JoinCheck:
         return JoinCheck(None, NO_SESSION)
     if join.is_doctor:
         same_user = user is not None and user.is_authenticated and user.pk == join.user_id
-        if not same_user or not services.doctor_may_join(user, appointment):
+        if not same_user or not permissions.may_conduct(user, appointment):
             return JoinCheck(appointment, NOT_ALLOWED)
     elif join.codes_version != appointment.codes_version:
         return JoinCheck(None, NO_SESSION)

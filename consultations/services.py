@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from consultations import permissions
 from consultations.models import (
     MAX_GUESTS,
     MAX_VALIDITY,
@@ -109,23 +110,38 @@ def compute_expiry(scheduled_at: datetime, created_at: datetime) -> datetime:
     return min(scheduled_at + VALID_AFTER_SCHEDULED, created_at + MAX_VALIDITY)
 
 
-def practices_of(user, *roles: str):
-    """The practices where the user holds one of the roles (all practices for superusers)."""
-    if user.is_superuser:
-        return Practice.objects.all()
-    memberships = Membership.objects.filter(user=user, user__is_active=True)
-    if roles:
-        memberships = memberships.filter(role__in=roles)
-    return Practice.objects.filter(id__in=memberships.values("practice_id"))
+# Who may do what lives in consultations.permissions; these names stay for callers.
+practices_of = permissions.practices_of
+doctor_membership = permissions.doctor_membership
 
 
-def doctor_membership(user, practice: Practice | None = None) -> Membership | None:
-    memberships = Membership.objects.filter(
-        user=user, user__is_active=True, role=Membership.Role.DOCTOR
-    ).select_related("practice")
-    if practice is not None:
-        memberships = memberships.filter(practice=practice)
-    return memberships.first()
+def appointment_practice(doctor, chosen: Practice | None, organised) -> Practice:
+    """The practice an organiser books `doctor` into: the chosen one, which must be one
+    of the organiser's practices where the doctor works; without a choice the only such
+    practice. Ambiguous or impossible cases are refused (never "the first one")."""
+    candidates = list(
+        organised.filter(
+            memberships__user=doctor,
+            memberships__role=Membership.Role.DOCTOR,
+            memberships__user__is_active=True,
+        ).distinct()
+    )
+    if chosen is not None:
+        if chosen not in candidates:
+            raise AppointmentError(
+                _("%(user)s is not an active doctor of the chosen practice.") % {"user": doctor}
+            )
+        return chosen
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise AppointmentError(
+            _("%(user)s is not an active doctor of this practice.") % {"user": doctor}
+        )
+    raise AppointmentError(
+        _("%(user)s works in several of your practices: please choose the practice.")
+        % {"user": doctor}
+    )
 
 
 def doctors_of(practices):
@@ -352,12 +368,56 @@ def purgeable(now: datetime | None = None):
     return Appointment.objects.filter(Q(expires_at__lte=cutoff) | Q(cancelled_at__lte=cutoff))
 
 
+def admin_log_entries_of(appointments):
+    """The admin's history rows (time, user, the appointment's time and doctor in
+    `object_repr`) about these appointments."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(Appointment)
+    ids = [str(pk) for pk in appointments.values_list("pk", flat=True)]
+    return LogEntry.objects.filter(content_type=content_type, object_id__in=ids)
+
+
+def orphaned_admin_log_entries():
+    """History rows about appointments that no longer exist (purged, or deleted before
+    the purge looked at the history): a trace without its record."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(Appointment)
+    existing = [str(pk) for pk in Appointment.objects.values_list("pk", flat=True)]
+    return LogEntry.objects.filter(content_type=content_type).exclude(object_id__in=existing)
+
+
+def expired_sessions(now: datetime | None = None):
+    """Login sessions past their expiry (Django never deletes them by itself)."""
+    from django.contrib.sessions.models import Session
+
+    return Session.objects.filter(expire_date__lt=now or timezone.now())
+
+
 def purge_expired(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
-    queryset = purgeable(now)
-    count = queryset.count()
-    if not dry_run and count:
-        queryset.delete()
-    return {"appointments": count}
+    """Delete what is past retention: appointments with everything that refers to them
+    (rows with a foreign key go with them; the admin's history refers by id, so it is
+    deleted explicitly), and expired login sessions (KBV § 5 Nr. 9)."""
+    appointments = purgeable(now)
+    history = admin_log_entries_of(appointments)
+    sessions = expired_sessions(now)
+    counts = {
+        "appointments": appointments.count(),
+        "admin_log_entries": history.count(),
+        "sessions": sessions.count(),
+    }
+    if dry_run:
+        counts["admin_log_entries"] += orphaned_admin_log_entries().count()
+        return counts
+    with transaction.atomic():
+        history.delete()
+        appointments.delete()
+        counts["admin_log_entries"] += orphaned_admin_log_entries().delete()[0]
+        sessions.delete()
+    return counts
 
 
 # --- Practice API keys ----------------------------------------------------------------
@@ -401,16 +461,8 @@ def issued_as_json(issued: IssuedAppointment) -> dict:
 # --- Joining a call -------------------------------------------------------------------
 
 
-def doctor_may_join(user, appointment: Appointment) -> bool:
-    """Only the appointment's own doctor, still an active doctor of its practice (KBV § 5
-    Nr. 1, 2): staff, auditors, other doctors and superusers are refused."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    if user.pk != appointment.doctor_id:
-        return False
-    return Membership.objects.filter(
-        user=user, role=Membership.Role.DOCTOR, practice_id=appointment.practice_id
-    ).exists()
+# Only the appointment's own doctor (KBV § 5 Nr. 1, 2): consultations.permissions.
+doctor_may_join = permissions.may_conduct
 
 
 def display_name_of(user) -> str:

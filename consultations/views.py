@@ -16,9 +16,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from consultations import joinsession, ratelimit, services
+from consultations import joinsession, permissions, services
 from consultations.forms import JoinForm
 from consultations.models import Appointment, Membership
+from redconnect import ratelimit
 
 # A doctor who enters their code before logging in lands back on the join page after the
 # login; this short-lived signed cookie (appointment id only, no code) lets the join
@@ -42,7 +43,7 @@ def join(request: HttpRequest) -> HttpResponse:
 def _join_post(request: HttpRequest) -> HttpResponse:
     form = JoinForm(request.POST)
     form.is_valid()
-    if ratelimit.is_blocked(request):
+    if ratelimit.client_blocked("join", request):
         # Checked before the code: a blocked client learns nothing, even from a valid code.
         form.add_error(None, _("Too many failed attempts. Please try again in a few minutes."))
         return _render_join(request, form, status=429)
@@ -50,7 +51,7 @@ def _join_post(request: HttpRequest) -> HttpResponse:
     if "code" in form.cleaned_data:
         match = services.find_by_code(form.cleaned_data["code"])
         if match is None:
-            ratelimit.record_failure(request)
+            ratelimit.record_client_failure("join", request)
             form.reject_code()
     if match is not None and match.role not in (services.PATIENT, services.GUEST):
         return _join_as_doctor(request, match.appointment)
@@ -83,7 +84,7 @@ def _join_as_doctor(request: HttpRequest, appointment: Appointment) -> HttpRespo
             samesite="Lax",
         )
         return response
-    if not services.doctor_may_join(request.user, appointment):
+    if not permissions.may_conduct(request.user, appointment):
         form = JoinForm(request.POST)
         form.is_valid()
         form.add_error(None, _("This access code is for the appointment's doctor only."))
@@ -115,7 +116,7 @@ def _pending_doctor_join(request: HttpRequest) -> HttpResponse | None:
     except (KeyError, signing.BadSignature):
         appointment_id = None
     appointment = services.valid_appointment(appointment_id) if appointment_id else None
-    if appointment is not None and services.doctor_may_join(request.user, appointment):
+    if appointment is not None and permissions.may_conduct(request.user, appointment):
         return _doctor_joined(request, appointment)
     response = _render_join(request, JoinForm())
     response.delete_cookie(PENDING_COOKIE, samesite="Lax")

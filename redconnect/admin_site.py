@@ -26,6 +26,11 @@ from django.views.decorators.csrf import csrf_protect
 from redconnect import twofactor
 
 THROTTLED = _("Too many failed login attempts. Please wait a few minutes and try again.")
+# One message for a wrong password and a wrong or missing one-time code (no oracle).
+LOGIN_FAILED = _(
+    "The username, password or one-time code is not correct. Note that all fields may be "
+    "case-sensitive."
+)
 
 
 class OneTimeCodeField(forms.CharField):
@@ -41,7 +46,12 @@ class OneTimeCodeField(forms.CharField):
 
 
 class TwoFactorLoginForm(AdminAuthenticationForm):
-    """Username, password and — where needed — the TOTP code, checked in one step."""
+    """Username, password and — where needed — the TOTP code, checked in one step.
+
+    A wrong password and a wrong one-time code give the same error: the page must not
+    tell whoever guesses that the password was right. Both count as failures for the
+    (account, client) lock-out (redconnect.twofactor, django-axes).
+    """
 
     otp_token = OneTimeCodeField(
         required=False,
@@ -50,23 +60,35 @@ class TwoFactorLoginForm(AdminAuthenticationForm):
     error_messages = {
         **AdminAuthenticationForm.error_messages,
         "throttled": THROTTLED,
-        "otp_invalid": _("The one-time code is missing or wrong."),
+        "invalid_login": LOGIN_FAILED,
+        "otp_invalid": LOGIN_FAILED,
     }
 
     needs_enrollment = False
 
     def clean(self):
-        keys = twofactor.login_throttle_keys(self.request, self.cleaned_data.get("username"))
-        if twofactor.login_blocked(keys):
-            raise ValidationError(self.error_messages["throttled"], code="throttled")
+        username = self.cleaned_data.get("username")
+        self._raise_throttled_if_locked(username)
         try:
-            super().clean()  # password, active staff account
+            super().clean()  # password (axes counts a failure), active staff account
+        except ValidationError:
+            self._raise_throttled_if_locked(username)
+            raise
+        try:
             self._check_second_factor()
         except ValidationError:
-            twofactor.record_login_failure(keys)
+            twofactor.record_login_failure(self.request, username)
+            self._raise_throttled_if_locked(username)
             raise
-        twofactor.record_login_success(keys)
         return self.cleaned_data
+
+    def _raise_throttled_if_locked(self, username) -> None:
+        if twofactor.login_locked(self.request, username):
+            self.request.axes_locked_out = True  # AxesMiddleware answers 429
+            raise ValidationError(self.error_messages["throttled"], code="throttled")
+
+    def get_invalid_login_error(self):
+        return ValidationError(self.error_messages["invalid_login"], code="invalid_login")
 
     def _check_second_factor(self) -> None:
         user = self.get_user()
@@ -87,7 +109,9 @@ class TwoFactorLoginView(LoginView):
             twofactor.start_enrollment(self.request, form.get_user())
             target = reverse("admin:otp_enroll")
             next_url = self.get_redirect_url()
-            if next_url:
+            if next_url.startswith(target + "?"):
+                target = next_url  # back to the enrolment link that sent us here
+            elif next_url:
                 target += "?" + urlencode({REDIRECT_FIELD_NAME: next_url})
             return HttpResponseRedirect(target)
         return super().form_valid(form)
@@ -95,6 +119,29 @@ class TwoFactorLoginView(LoginView):
 
 class EnrollForm(forms.Form):
     otp_token = OneTimeCodeField(required=True)
+
+
+ENROLLMENT_CODE_INVALID = _(
+    "The enrolment code is invalid, used or expired. Ask an administrator for a new one."
+)
+
+
+class EnrollmentCodeForm(forms.Form):
+    enrollment_code = forms.CharField(
+        label=_("Enrolment code"),
+        max_length=400,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "size": 40}),
+        help_text=_("The code or link you received from your administrator."),
+    )
+
+    def clean_enrollment_code(self):
+        # A pasted link works as well as the bare code.
+        value = self.cleaned_data["enrollment_code"].strip()
+        if "code=" in value:
+            from urllib.parse import parse_qs, urlsplit
+
+            value = (parse_qs(urlsplit(value).query).get("code") or [""])[0]
+        return value
 
 
 class RedConnectAdminSite(AdminSite):
@@ -150,36 +197,76 @@ class RedConnectAdminSite(AdminSite):
     @method_decorator(csrf_protect)
     @method_decorator(login_not_required)
     def enroll_view(self, request: HttpRequest) -> HttpResponse:
-        """Show the new device's QR code and secret; confirm it with a first code."""
+        """Step 1: the superuser's enrolment code (from the link or typed). Step 2: the new
+        device's QR code and secret, confirmed with a first code from the app."""
         user = twofactor.enrolling_user(request)
         if user is None:
+            if request.GET.get("code"):
+                # The link was opened first: log in with the password, then come back.
+                login = reverse("admin:login", current_app=self.name)
+                return HttpResponseRedirect(
+                    f"{login}?{urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})}"
+                )
             return redirect("admin:login")
-        keys = twofactor.login_throttle_keys(request, user.get_username())
+        if not twofactor.enrollment_authorised(request, user):
+            return self._enrollment_code_step(request, user)
         device = twofactor.pending_device(user)
         form = EnrollForm(request.POST or None)
+        username = user.get_username()
         if request.method == "POST" and form.is_valid():
-            if twofactor.login_blocked(keys):
+            if twofactor.login_locked(request, username):
                 form.add_error(None, THROTTLED)
             elif twofactor.confirm_enrollment(
                 request, user, device, form.cleaned_data["otp_token"]
             ):
-                twofactor.record_login_success(keys)
                 return HttpResponseRedirect(self._next_url(request))
             else:
-                twofactor.record_login_failure(keys)
+                twofactor.record_login_failure(request, username)
                 form.add_error("otp_token", _("The one-time code is missing or wrong."))
         context = {
+            **self._enroll_context(request, user),
+            "form": form,
+            "qr_data_uri": twofactor.qr_data_uri(device),
+            "secret": twofactor.secret_for_display(device),
+        }
+        return TemplateResponse(request, "admin/rc_otp_enroll.html", context)
+
+    def _enrollment_code_step(self, request: HttpRequest, user) -> HttpResponse:
+        form = EnrollmentCodeForm(request.POST or None)
+        code = request.GET.get("code") if request.method == "GET" else None
+        if form.is_valid():
+            code = form.cleaned_data["enrollment_code"]
+        error = None
+        if code:
+            username = user.get_username()
+            if twofactor.login_locked(request, username):
+                error = THROTTLED
+            elif twofactor.accept_enrollment_code(request, user, code):
+                # Reload without the code in the address bar (and browser history).
+                target = reverse("admin:otp_enroll", current_app=self.name)
+                next_url = request.GET.get(REDIRECT_FIELD_NAME)
+                if next_url:
+                    target += "?" + urlencode({REDIRECT_FIELD_NAME: next_url})
+                return HttpResponseRedirect(target)
+            else:
+                twofactor.record_login_failure(request, username)
+                error = ENROLLMENT_CODE_INVALID
+        context = {
+            **self._enroll_context(request, user),
+            "code_form": EnrollmentCodeForm() if error else form,
+            "code_error": error,
+        }
+        return TemplateResponse(request, "admin/rc_otp_enroll.html", context)
+
+    def _enroll_context(self, request: HttpRequest, user) -> dict:
+        request.current_app = self.name
+        return {
             **self.each_context(request),
             "title": _("Set up two-factor authentication"),
             "subtitle": None,
-            "form": form,
             "enroll_user": user,
-            "qr_data_uri": twofactor.qr_data_uri(device),
-            "secret": twofactor.secret_for_display(device),
             "next": request.GET.get(REDIRECT_FIELD_NAME, ""),
         }
-        request.current_app = self.name
-        return TemplateResponse(request, "admin/rc_otp_enroll.html", context)
 
     def _next_url(self, request: HttpRequest) -> str:
         next_url = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME)

@@ -9,8 +9,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs configured Django)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from redconnect.origins import PublicOriginValidator  # noqa: E402
 from redconnect.static import SecureStaticFilesHandler  # noqa: E402
 from signaling.routing import websocket_urlpatterns  # noqa: E402
 
@@ -18,8 +18,7 @@ application = ProtocolTypeRouter(
     {
         # Static files come from the same process (no CDN, no second origin).
         "http": SecureStaticFilesHandler(django_asgi_app),  # with the pages' security headers
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # https: only the exact public origin (+ ALLOWED_ORIGINS); redconnect/origins.py
+        "websocket": PublicOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -14,6 +14,9 @@ then closes with 4503, `/healthz` answers 503).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,14 +39,34 @@ def connection_options(*, asynchronous: bool) -> dict:
     }
 
 
-def channel_layer_config(url: str) -> dict:
-    """`CHANNEL_LAYERS["default"]["CONFIG"]` for a Redis URL."""
+def channel_layer_key(secret_key: str, explicit: str | None = None) -> str:
+    """The channel layer's encryption key: CHANNEL_LAYER_KEY, else derived from
+    SECRET_KEY (a one-way derivation under its own label, so the layer key reveals
+    nothing about the key that signs sessions and join cookies)."""
+    if explicit:
+        return explicit
+    return hmac.new(secret_key.encode(), b"redconnect:channel-layer", hashlib.sha256).hexdigest()
+
+
+def channel_layer_config(url: str, encryption_key: str | None = None) -> dict:
+    """`CHANNEL_LAYERS["default"]["CONFIG"]` for a Redis URL.
+
+    Every message is encrypted and authenticated (Fernet: AES-128-CBC + HMAC-SHA256,
+    channels_redis' `symmetric_encryption_keys`): names, SDP and candidates (with client
+    addresses) sit in Redis for up to EXPIRY seconds and must not be readable there.
+    Without an explicit key the one of the running settings is used.
+    """
+    if encryption_key is None:
+        from django.conf import settings
+
+        encryption_key = settings.CHANNEL_LAYER_KEY
     return {
         "hosts": [{"address": url, **connection_options(asynchronous=True)}],
         "capacity": CAPACITY,
         "channel_capacity": {"specific.*": PROCESS_CAPACITY},
         "expiry": EXPIRY,
         "group_expiry": GROUP_EXPIRY,
+        "symmetric_encryption_keys": [encryption_key],
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from compliance import kbv
+from redconnect import origins as _origins
+from redconnect.redisconf import channel_layer_key as _channel_layer_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state (SQLite file, generated secret key); tests may point it elsewhere.
@@ -93,6 +96,9 @@ if SECRET_KEY is None:
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
 CODE_HMAC_KEY = env_str("CODE_HMAC_KEY", SECRET_KEY)
+# Encrypts every channel-layer message in Redis; derived from SECRET_KEY unless set.
+# Every server process must have the same one (redconnect/redisconf.py).
+CHANNEL_LAYER_KEY = _channel_layer_key(SECRET_KEY, env_str("CHANNEL_LAYER_KEY"))
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -107,6 +113,29 @@ ALLOWED_HOSTS = [PUBLIC_HOST, "127.0.0.1", "localhost"] + [
     host.strip() for host in (env_str("ALLOWED_HOSTS") or "").split(",") if host.strip()
 ]
 PROXY_HEADERS = env_bool("PROXY_HEADERS", False)
+
+
+def parse_trusted_proxies(raw: str | None) -> list[str]:
+    """TRUSTED_PROXIES: addresses or networks, comma-separated; bad entries stop start-up."""
+    import ipaddress
+
+    proxies = []
+    for entry in (raw or "127.0.0.0/8,::1").split(","):
+        if entry.strip():
+            try:
+                proxies.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"TRUSTED_PROXIES: {entry.strip()!r} is not an IP address or network."
+                ) from None
+    return proxies
+
+
+# Peers whose X-Forwarded-For is believed (with PROXY_HEADERS): redconnect/ratelimit.py.
+TRUSTED_PROXIES = parse_trusted_proxies(env_str("TRUSTED_PROXIES"))
+# Further browser origins allowed to open the WebSocket on an https PUBLIC_URL (whose
+# own exact origin always is); redconnect/origins.py.
+ALLOWED_ORIGINS = _origins.parse_allowed_origins(env_str("ALLOWED_ORIGINS"))
 
 # --- Call configuration ---------------------------------------------------------------
 
@@ -169,9 +198,12 @@ OPERATOR_EMAIL = env_str("OPERATOR_EMAIL", DEMO_DECLARATIONS["OPERATOR_EMAIL"])
 HOSTING_PROVIDER = env_str("HOSTING_PROVIDER", DEMO_DECLARATIONS["HOSTING_PROVIDER"])
 HOSTING_COUNTRY = env_str("HOSTING_COUNTRY", DEMO_DECLARATIONS["HOSTING_COUNTRY"]).upper()
 
-# Join attempts: failures per client (keyed hash of the address) in a sliding window.
+# Rate-limit policies (redconnect/ratelimit.py): failures per client (keyed hash of its
+# address or IPv6 /64) in a sliding window.
 JOIN_FAILURE_LIMIT = 20
 JOIN_FAILURE_WINDOW = 600  # seconds
+API_KEY_FAILURE_LIMIT = 20
+API_KEY_FAILURE_WINDOW = 600  # seconds
 
 # --- Applications ---------------------------------------------------------------------
 
@@ -186,6 +218,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "axes",
     "channels",
     "csp",
     "consultations",
@@ -206,6 +239,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login that axes locked out into a 429 (redconnect.twofactor.lockout_response).
+    "axes.middleware.AxesMiddleware",
     # Innermost, so a database outage in a view becomes the German 503 page.
     "redconnect.middleware.DatabaseUnavailableMiddleware",
 ]
@@ -245,6 +280,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# --- Admin login lock-out (django-axes; policy: redconnect/twofactor.py) ----------------
+# By (account, client): 10 failures (wrong password or one-time code) lock that client out
+# of that account for 15 minutes; the count lives 15 minutes past the last failure. The
+# client is the rate limiter's keyed pseudonym, so neither the cache nor the database
+# ever holds an address; the cache handler keeps nothing in the database at all.
+AUTHENTICATION_BACKENDS = [
+    "redconnect.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "redconnect.lockout.CacheHandler"  # axes' cache handler, see there
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "redconnect.ratelimit.axes_client"
+AXES_USERNAME_CALLABLE = "redconnect.twofactor.axes_username"
+AXES_LOCKOUT_CALLABLE = "redconnect.twofactor.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lock ends 15 min after it began
+AXES_VERBOSE = False  # axes' log lines name neither account nor client
+AXES_ENABLE_ADMIN = False  # nothing in the database to show
+AXES_DISABLE_ACCESS_LOG = True
+
 # --- Caches, channel layer, sessions --------------------------------------------------
 
 if REDIS_URL:
@@ -259,7 +316,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": redisconf.channel_layer_config(REDIS_URL),
+            # Messages encrypted with CHANNEL_LAYER_KEY (nothing readable in Redis).
+            "CONFIG": redisconf.channel_layer_config(REDIS_URL, CHANNEL_LAYER_KEY),
         }
     }
 else:
@@ -293,6 +351,10 @@ CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
 OTP_REQUIRED = PUBLIC_HTTPS  # TOTP second factor mandatory on a public deployment
 OTP_TOTP_ISSUER = "RED connect"  # the account's name in authenticator apps
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the device admin never shows TOTP secrets
+# django-otp's own back-off is per device, i.e. per account for every client: one client
+# guessing codes would lock the doctor out everywhere. The (account, client) lock-out of
+# django-axes (AXES_* above) counts wrong codes instead.
+OTP_TOTP_THROTTLE_FACTOR = 0
 LANGUAGE_COOKIE_SECURE = PUBLIC_HTTPS
 LANGUAGE_COOKIE_HTTPONLY = True
 LANGUAGE_COOKIE_SAMESITE = "Lax"
@@ -349,11 +411,21 @@ LOGIN_URL = "admin:login"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Control characters are escaped (one record, one line: a request path cannot forge
+    # a record); daphne's shut-down warning loses the client address it carries.
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "redconnect.logsafe.EscapingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
+    "filters": {"daphne_addresses": {"()": "redconnect.logsafe.DaphneAddressFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["daphne_addresses"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

@@ -34,7 +34,14 @@ CANDIDATE_FIELDS: dict[str, tuple[type, ...]] = {
     "usernameFragment": (str, type(None)),
 }
 
-_FINGERPRINT = re.compile(r"^a=fingerprint:\s*\S+\s+\S+", re.IGNORECASE | re.MULTILINE)
+# One `a=fingerprint:` line (RFC 8122): hash function and hex value on the same line.
+# `[ \t]` rather than `\s`: `\s` would match the line break and let a value-less line
+# borrow the next line as its value.
+_FINGERPRINT_LINE = re.compile(r"a=fingerprint:", re.IGNORECASE)
+_FINGERPRINT = re.compile(
+    r"a=fingerprint:[ \t]*([A-Za-z0-9-]+)[ \t]+([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*)[ \t]*",
+    re.IGNORECASE,
+)
 _CRYPTO = re.compile(r"a=crypto:", re.IGNORECASE)
 
 ERROR_MESSAGES = {
@@ -146,8 +153,27 @@ def check_content(message: Message) -> None:
     """DTLS-SRTP only (KBV § 5 Nr. 6): a DTLS fingerprint, and no SDES key in the SDP."""
     if message.type in ("offer", "answer"):
         sdp = message.data["sdp"]
-        if _CRYPTO.search(sdp) or not _FINGERPRINT.search(sdp):
+        if _CRYPTO.search(sdp) or not _fingerprints_consistent(sdp):
             raise ProtocolError("insecure-sdp")
+
+
+def _fingerprints_consistent(sdp: str) -> bool:
+    """At least one well-formed fingerprint, every fingerprint line well-formed, and one
+    value per hash function: two different sha-256 values in one SDP would let a
+    tampering relay show the genuine one to a naive reader while DTLS uses the other.
+    Lines for different hash functions (aiortc sends sha-256, sha-384, sha-512) are fine.
+    """
+    values: dict[str, str] = {}
+    for line in re.split(r"\r\n|\n|\r", sdp):
+        if not _FINGERPRINT_LINE.match(line):
+            continue
+        match = _FINGERPRINT.fullmatch(line)
+        if match is None:
+            return False
+        function, value = match.group(1).lower(), match.group(2).upper()
+        if values.setdefault(function, value) != value:
+            return False
+    return bool(values)
 
 
 def encode(message: dict) -> str:

@@ -57,36 +57,71 @@ def test_quality_levels(sample, level):
     assert rate(**sample) == level
 
 
-def safety_code(local_sdp: str, remote_sdp: str):
+def safety_code(local: str | None, remote: str | None, dtls: str = "connected", sdp: str = ""):
+    """safetyCode(pc) of a stand-in RTCPeerConnection whose getStats() reports one DTLS
+    transport with these certificates ("sha-256 AB:…"); its SDP says `sdp`."""
+
+    def certificate(cert_id, value):
+        if value is None:
+            return None
+        algorithm, fingerprint = value.split(" ")
+        return {
+            "id": cert_id,
+            "type": "certificate",
+            "fingerprintAlgorithm": algorithm,
+            "fingerprint": fingerprint,
+        }
+
+    entries = [
+        {
+            "id": "T0",
+            "type": "transport",
+            "dtlsState": dtls,
+            "localCertificateId": "CL",
+            "remoteCertificateId": "CR",
+        },
+        certificate("CL", local),
+        certificate("CR", remote),
+    ]
+    report = [[e["id"], e] for e in entries if e]
     return run_module(
         f"import {{ safetyCode }} from '{JS_DIR / 'safety.js'}';"
-        f"console.log(JSON.stringify(await safetyCode({json.dumps(local_sdp)},"
-        f" {json.dumps(remote_sdp)})));"
+        f"const report = new Map({json.dumps(report)});"
+        f"const sdp = {json.dumps(sdp)};"
+        "const pc = {getStats: async () => report, localDescription: {sdp},"
+        " remoteDescription: {sdp}};"
+        "console.log(JSON.stringify(await safetyCode(pc)));"
     )
 
 
-DOCTOR_SDP = "v=0\r\na=fingerprint:sha-256 0A:1B:2C\r\na=setup:actpass\r\n"
-PATIENT_SDP = "v=0\r\na=fingerprint:SHA-256 ff:ee:dd\r\na=setup:active\r\n"
+DOCTOR = "sha-256 0A:1B:2C"
+PATIENT = "SHA-256 ff:ee:dd"
 
 
-def test_safety_code_is_sha256_over_both_sorted_fingerprints():
+def test_safety_code_is_sha256_over_both_sorted_transport_fingerprints():
     prints = sorted(["sha-256 0A:1B:2C", "sha-256 FF:EE:DD"])
     digest = hashlib.sha256("\n".join(prints).encode()).digest()
     digits = f"{int.from_bytes(digest[:6], 'big') % 10**8:08d}"
-    assert safety_code(DOCTOR_SDP, PATIENT_SDP) == f"{digits[:4]} {digits[4:]}"
+    assert safety_code(DOCTOR, PATIENT) == f"{digits[:4]} {digits[4:]}"
 
 
 def test_both_sides_get_the_same_safety_code():
-    assert safety_code(DOCTOR_SDP, PATIENT_SDP) == safety_code(PATIENT_SDP, DOCTOR_SDP)
+    assert safety_code(DOCTOR, PATIENT) == safety_code(PATIENT, DOCTOR)
 
 
 def test_a_swapped_certificate_changes_the_safety_code():
-    intruder = "v=0\r\na=fingerprint:sha-256 0A:1B:2D\r\n"
-    assert safety_code(DOCTOR_SDP, PATIENT_SDP) != safety_code(DOCTOR_SDP, intruder)
+    assert safety_code(DOCTOR, PATIENT) != safety_code(DOCTOR, "sha-256 0A:1B:2D")
 
 
-def test_no_safety_code_without_both_fingerprints():
-    assert safety_code(DOCTOR_SDP, "v=0\r\n") is None
+def test_the_code_ignores_the_sdp_text():
+    # A tampering server puts the genuine fingerprint first in the SDP: no effect.
+    forged = f"v=0\r\na=fingerprint:{DOCTOR}\r\na=fingerprint:sha-256 66:66\r\n"
+    assert safety_code(DOCTOR, PATIENT, sdp=forged) == safety_code(DOCTOR, PATIENT)
+
+
+def test_no_safety_code_before_dtls_is_connected_or_without_a_certificate():
+    assert safety_code(DOCTOR, PATIENT, dtls="connecting") is None
+    assert safety_code(DOCTOR, None) is None
 
 
 def reconnect_delays(code: int, attempts: int = 8) -> list[int]:

@@ -13,9 +13,10 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from consultations import joinsession, ratelimit, services
+from consultations import joinsession, services
 from consultations.forms import INVALID_CODE
 from consultations.views import PENDING_COOKIE
+from redconnect import ratelimit
 from tests.conftest import PASSWORD
 
 PATIENT_NAME = "Paula Patientin"
@@ -335,11 +336,11 @@ def test_counters_hold_a_keyed_hash_never_the_address(client, db):
     stored = cache_contents()
     assert "192.0.2.44" not in stored
     request = Client(REMOTE_ADDR="192.0.2.44").get("/").wsgi_request
-    assert ratelimit.client_id(request) in stored
+    assert ratelimit.client_key(request) in stored
     with_other_key = settings.SECRET_KEY + "x"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(settings, "SECRET_KEY", with_other_key)
-        assert ratelimit.client_id(request) not in stored
+        assert ratelimit.client_key(request) not in stored
 
 
 # --- The call page --------------------------------------------------------------------

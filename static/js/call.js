@@ -380,7 +380,7 @@ function onPeerState(peer, { ice, connection, dtls }) {
 }
 
 async function showSafetyCode(peer) {
-  const code = await safetyCode(peer.pc.localDescription?.sdp, peer.pc.remoteDescription?.sdp);
+  const code = await safetyCode(peer.pc);
   if (!code || peer !== state.peer) return;
   ui.setText("safety-code", code);
   ui.setState("safetyCode", code);

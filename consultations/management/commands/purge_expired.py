@@ -6,7 +6,10 @@ from consultations.management.commands._json import emit
 
 
 class Command(BaseCommand):
-    help = "Delete expired and cancelled appointments past METADATA_RETENTION_DAYS."
+    help = (
+        "Delete expired and cancelled appointments past METADATA_RETENTION_DAYS, the admin "
+        "history about them, and expired login sessions."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
@@ -26,5 +29,7 @@ class Command(BaseCommand):
             payload,
             json,
             f"{verb} {counts['appointments']} appointment(s) past "
-            f"{settings.METADATA_RETENTION_DAYS} days of retention.",
+            f"{settings.METADATA_RETENTION_DAYS} days of retention, "
+            f"{counts['admin_log_entries']} admin history entr(y/ies) about purged "
+            f"appointments and {counts['sessions']} expired session(s).",
         )
