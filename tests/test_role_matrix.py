@@ -67,6 +67,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "call": row("home", "ok", "home", "home", "home", "home", "home"),
     "api-appointments": row(*["405"] * 7),
     "api-appointment": API_NO_KEY,
+    "api-appointment-codes": row(*["405"] * 7),  # POST only (tests/test_api.py)
+    "api-appointment-guests": row(*["405"] * 7),  # POST only (tests/test_api.py)
     "compliance-report": AUDITORS,
     "compliance-report-pdf": AUDITORS,
     "admin:login": row("ok", "ok", "to", "to", "to", "to", "to"),
