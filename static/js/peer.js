@@ -1,22 +1,25 @@
-// One RTCPeerConnection between doctor and patient, using the "perfect negotiation"
-// pattern (WebRTC 1.0 specification, section "Perfect negotiation example").
+// One RTCPeerConnection to one other participant, using the "perfect negotiation"
+// pattern (WebRTC 1.0 specification, section "Perfect negotiation example"). A call of
+// more than two people holds one of these per pair (mesh.js says who offers).
 //
-// Roles: the doctor is the *impolite* peer, the patient the *polite* one. When both
-// sides offer at the same moment (e.g. both restart ICE), the doctor's offer wins and the
-// patient rolls its own offer back. The doctor also makes the first offer: it creates
-// its connection when the patient is admitted; the patient creates its connection
-// lazily when that offer arrives.
+// Roles: the side that makes the first offer (the doctor, or between two non-doctors
+// the one admitted earlier) is the *impolite* peer, the other one the *polite* peer.
+// When both sides offer at the same moment (e.g. both restart ICE), the impolite side's
+// offer wins and the polite side rolls its own offer back. The polite side creates its
+// connection lazily when the first offer arrives.
 //
 // ICE is trickled (every candidate is sent as it is found, `null` at the end). When
 // the connection fails, or stays "disconnected" for a few seconds, we restart ICE.
 // Chat runs over a *negotiated* data channel with id 0, so both sides create it
 // themselves and it never depends on who offered first.
 
+import { shapeEncoding } from "./bandwidth.js";
 import { fingerprintOf } from "./safety.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
 // "balanced" lets the browser trade resolution and frame rate against each other under
-// congestion; WebRTC's own congestion control picks the bitrate. We never cap bitrates.
+// congestion; WebRTC's own congestion control picks the bitrate. Only a mesh of three or
+// more shares the uplink out (bandwidth.js); a two-person call has no cap.
 const DEGRADATION_PREFERENCE = "balanced";
 
 /**
@@ -36,6 +39,8 @@ export class Peer extends EventTarget {
     this.pendingCandidates = [];
     this.disconnectTimer = null;
     this.closed = false;
+    this.budget = null; // bandwidth.js budgetFor(): null = no cap
+    this.parameterQueue = Promise.resolve();
     this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
     this.channel = this.pc.createDataChannel("chat", { negotiated: true, id: 0 });
     this.addLocalTracks();
@@ -179,18 +184,41 @@ export class Peer extends EventTarget {
     });
   }
 
-  /** Set degradationPreference on every video sender (adaptive quality, no caps). */
-  async applyDegradationPreference() {
+  /** Share of the uplink for this pair (bandwidth.js), applied to the senders now. */
+  setBudget(budget) {
+    this.budget = budget;
+    return this.applyDegradationPreference();
+  }
+
+  /**
+   * Set degradationPreference on every video sender (adaptive quality) and the pair's
+   * uplink share, if any. Serialised: two overlapping setParameters calls on one sender
+   * would fail (each needs the transaction of its own getParameters).
+   */
+  applyDegradationPreference() {
+    this.parameterQueue = this.parameterQueue.then(() => this.applySenderParameters());
+    return this.parameterQueue;
+  }
+
+  async applySenderParameters() {
+    if (this.closed) return;
     for (const sender of this.pc.getSenders()) {
-      if (!sender.track || sender.track.kind !== "video") continue;
+      if (!sender.track) continue;
       const parameters = sender.getParameters();
       if (!parameters.encodings || parameters.encodings.length === 0) continue;
-      if (parameters.degradationPreference === DEGRADATION_PREFERENCE) continue;
-      parameters.degradationPreference = DEGRADATION_PREFERENCE;
+      let changed = false;
+      if (sender.track.kind === "video" && parameters.degradationPreference !== DEGRADATION_PREFERENCE) {
+        parameters.degradationPreference = DEGRADATION_PREFERENCE;
+        changed = true;
+      }
+      for (const encoding of parameters.encodings) {
+        if (shapeEncoding(sender.track.kind, encoding, this.budget)) changed = true;
+      }
+      if (!changed) continue;
       try {
         await sender.setParameters(parameters);
       } catch (error) {
-        console.warn("degradationPreference not applied", error.name);
+        console.warn("sender parameters not applied", error.name);
       }
     }
   }
