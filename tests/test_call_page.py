@@ -153,3 +153,25 @@ def test_patient_page_has_no_doctor_controls(client, issued):
     assert '<template data-role="tile-template">' in html
     assert 'data-action="remove"' not in html
     assert 'data-role="waiting-template"' not in html
+
+
+@pytest.mark.parametrize("path", ["/faq/", "/nutzungsbedingungen/"])
+def test_faq_and_terms_say_who_may_join_and_that_the_doctor_lets_everyone_in(client, path):
+    html = client.get(path).content.decode()
+    for phrase in [
+        "Begleitperson",
+        "Dolmetscher",
+        "Gruppensitzung",
+        "höchstens neun Personen",
+        "eigenen Gastcode",
+        "lässt alle herein",
+        "einzeln eintreten",
+        "ins Wartezimmer zurückschicken",
+    ]:
+        assert phrase in html, phrase
+
+
+def test_faq_in_english_says_the_same(client):
+    client.post("/i18n/setlang/", {"language": "en", "next": "/faq/"})
+    html = client.get("/faq/").content.decode()
+    assert "at most nine people" in html and "lets everyone in" in html
