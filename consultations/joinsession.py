@@ -6,7 +6,10 @@ the server (DESIGN "Data"), while admin logins keep the database session store.
 
 The cookie holds the appointment id, the role, the display name, a random join id (which
 lets a dropped connection of the same join resume an admission, while a new join must be
-admitted again) and, for a doctor, the user id the session is bound to. It is signed
+admitted again), for a guest the slot of its code (its seat), for patients and guests the
+appointment's codes version it was made with (a re-issue ends it), and, for a doctor, the
+user id the session is bound to. It is a browser-session cookie (no expiry: closing the
+browser ends it, so the next user of a shared computer is not let in). It is signed
 (not encrypted) with SECRET_KEY: the browser can read the name it typed itself, nobody
 can forge or alter the cookie. It proves only that a valid code was entered; every
 request and every WebSocket connect re-checks the appointment (`check_join`).
@@ -20,22 +23,19 @@ Reuse:
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
 from consultations import services
-from consultations.models import MAX_VALIDITY, Appointment, Membership
-from consultations.services import PATIENT
+from consultations.models import MAX_GUESTS, MAX_VALIDITY, Appointment, Membership
+from consultations.services import GUEST, PATIENT
 
 SALT = "redconnect.join"
-ROLES = (Membership.Role.DOCTOR.value, PATIENT)
+ROLES = (Membership.Role.DOCTOR.value, PATIENT, GUEST)
 MAX_NAME_LENGTH = 80
 
 
@@ -44,14 +44,23 @@ class JoinData:
     """What a join session says: appointment, role, display name (doctor: bound user)."""
 
     appointment_id: str
-    role: str  # "doctor" or "patient"
+    role: str  # "doctor", "patient" or "guest"
     display_name: str
     user_id: int | None = None
     join_id: str = ""  # random per join; empty for cookies that carry none
+    guest_slot: int | None = None  # the guest code's slot, for role "guest"
+    codes_version: int = 1  # the appointment's codes version at the join (not for doctors)
 
     @property
     def is_doctor(self) -> bool:
         return self.role == Membership.Role.DOCTOR
+
+    @property
+    def seat(self) -> str:
+        """What a connection of this join occupies in the call: one per code."""
+        if self.role == GUEST:
+            return f"guest-{self.guest_slot}"
+        return self.role
 
 
 def sign_join(data: JoinData) -> str:
@@ -61,6 +70,10 @@ def sign_join(data: JoinData) -> str:
         payload["j"] = data.join_id
     if data.user_id is not None:
         payload["u"] = data.user_id
+    if data.guest_slot is not None:
+        payload["g"] = data.guest_slot
+    if not data.is_doctor:
+        payload["v"] = data.codes_version
     return signing.dumps(payload, salt=SALT, compress=True)
 
 
@@ -84,8 +97,20 @@ def unsign_join(value: str | None) -> JoinData | None:
         return None
     if not isinstance(join_id, str):
         return None
+    slot, version = payload.get("g"), payload.get("v", 1)
+    if role == GUEST:
+        if not _small_int(slot) or slot >= MAX_GUESTS:
+            return None
+    else:
+        slot = None
+    if not _small_int(version):
+        return None
     doctor_id = user_id if role == Membership.Role.DOCTOR else None
-    return JoinData(appointment_id, role, name, doctor_id, join_id)
+    return JoinData(appointment_id, role, name, doctor_id, join_id, slot, version)
+
+
+def _small_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def read_join(source: HttpRequest | str | None) -> JoinData | None:
@@ -95,12 +120,6 @@ def read_join(source: HttpRequest | str | None) -> JoinData | None:
     return unsign_join(source)
 
 
-def cookie_max_age(appointment: Appointment, now: datetime | None = None) -> int:
-    """Seconds until the appointment's codes expire (at least one)."""
-    remaining = (appointment.expires_at - (now or timezone.now())).total_seconds()
-    return max(1, math.ceil(remaining))
-
-
 def issue_join_cookie(
     response: HttpResponse,
     *,
@@ -108,19 +127,21 @@ def issue_join_cookie(
     role: str,
     display_name: str,
     user_id: int | None = None,
+    guest_slot: int | None = None,
 ) -> JoinData:
-    """Set the join cookie on the response; it expires with the appointment's codes."""
+    """Set the join cookie on the response: a browser-session cookie (no max-age)."""
     data = JoinData(
         str(appointment.pk),
         role,
         display_name[:MAX_NAME_LENGTH],
         user_id,
         join_id=secrets.token_urlsafe(12),
+        guest_slot=guest_slot if role == GUEST else None,
+        codes_version=appointment.codes_version,
     )
     response.set_cookie(
         settings.JOIN_COOKIE_NAME,
         sign_join(data),
-        max_age=cookie_max_age(appointment),
         path="/",
         secure=settings.PUBLIC_HTTPS,
         httponly=True,
@@ -153,7 +174,9 @@ def check_join(join: JoinData | None, user) -> JoinCheck:
     """Re-check a join session (every request and every connect; needs the database).
 
     The appointment must still be valid; a doctor's session is bound to the user that
-    joined, who must still be logged in and still be the appointment's doctor.
+    joined, who must still be logged in and still be the appointment's doctor; a patient's
+    or guest's join must have been made with the appointment's current codes (a re-issue
+    ends it like a cancellation).
     """
     if join is None:
         return JoinCheck(None, NO_SESSION)
@@ -164,4 +187,6 @@ def check_join(join: JoinData | None, user) -> JoinCheck:
         same_user = user is not None and user.is_authenticated and user.pk == join.user_id
         if not same_user or not services.doctor_may_join(user, appointment):
             return JoinCheck(appointment, NOT_ALLOWED)
+    elif join.codes_version != appointment.codes_version:
+        return JoinCheck(None, NO_SESSION)
     return JoinCheck(appointment, None)

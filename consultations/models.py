@@ -1,7 +1,8 @@
 """The only data RED connect stores: practices, memberships, appointments, API keys.
 
 No patient data at all — no name, no address, no call content or duration. Appointments
-hold keyed digests of their two access codes, never the codes themselves.
+hold keyed digests of their access codes (doctor, patient, up to seven guests), never the
+codes themselves.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 MAX_VALIDITY = timedelta(days=30)  # KBV: access limited to one month at most
+MAX_GUESTS = 7  # doctor + patient + 7 guests: at most nine people in one call
 
 
 class Practice(models.Model):
@@ -91,6 +93,9 @@ class Appointment(models.Model):
     cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True, editable=False)
     doctor_code_digest = models.CharField(max_length=64, unique=True, editable=False)
     patient_code_digest = models.CharField(max_length=64, unique=True, editable=False)
+    # Bumped by every re-issue: patient and guest joins carry the version they were made
+    # with, so that a join made with an old code stops working at once (issue 11).
+    codes_version = models.PositiveIntegerField(default=1, editable=False)
 
     objects = AppointmentQuerySet.as_manager()
 
@@ -126,6 +131,35 @@ class Appointment(models.Model):
 
     def is_valid(self, now=None) -> bool:
         return self.status(now) in (self.Status.SCHEDULED, self.Status.ACTIVE)
+
+
+class GuestCode(models.Model):
+    """One guest's access code (support person, carer, interpreter, group member).
+
+    A guest code is a seat of its own in the call: `slot` 0–6 names it (seat `guest-N`).
+    Only the keyed digest is stored; it expires and dies with its appointment.
+    """
+
+    appointment = models.ForeignKey(
+        Appointment,
+        on_delete=models.CASCADE,
+        related_name="guest_codes",
+        verbose_name=_("appointment"),
+    )
+    slot = models.PositiveSmallIntegerField(_("guest number"), editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+
+    class Meta:
+        verbose_name = _("guest code")
+        verbose_name_plural = _("guest codes")
+        ordering = ["slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["appointment", "slot"], name="one_code_per_guest_slot"),
+            models.CheckConstraint(condition=Q(slot__lt=MAX_GUESTS), name="at_most_seven_guests"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.appointment} · {self.slot + 1}"
 
 
 class ApiKey(models.Model):

@@ -16,11 +16,19 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from consultations.models import MAX_VALIDITY, ApiKey, Appointment, Membership, Practice
+from consultations.models import (
+    MAX_GUESTS,
+    MAX_VALIDITY,
+    ApiKey,
+    Appointment,
+    GuestCode,
+    Membership,
+    Practice,
+)
 
 # Crockford base32: no I, L, O, U — nothing a patient can misread on a slip.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -44,6 +52,7 @@ class IssuedAppointment:
     appointment: Appointment
     doctor_code: str
     patient_code: str
+    guest_codes: tuple[str, ...] = ()
 
 
 # --- Codes ----------------------------------------------------------------------------
@@ -138,8 +147,10 @@ def create_appointment(
     scheduled_at: datetime | None = None,
     practice: Practice | None = None,
     now: datetime | None = None,
+    guests: int = 0,
 ) -> IssuedAppointment:
-    """Create an appointment with two fresh codes for a doctor of the practice."""
+    """Create an appointment with fresh codes (doctor, patient, `guests` guests)."""
+    check_guest_count(guests)
     now = now or timezone.now()
     scheduled_at = scheduled_at or now
     if timezone.is_naive(scheduled_at):
@@ -164,10 +175,56 @@ def create_appointment(
                     doctor_code_digest=keyed_digest(doctor_code),
                     patient_code_digest=keyed_digest(patient_code),
                 )
+                guest_codes = _issue_guest_codes(appointment, range(guests))
         except IntegrityError:
             continue
-        return IssuedAppointment(appointment, format_code(doctor_code), format_code(patient_code))
+        return IssuedAppointment(
+            appointment, format_code(doctor_code), format_code(patient_code), guest_codes
+        )
     raise RuntimeError("could not issue unique access codes")
+
+
+def check_guest_count(guests) -> None:
+    if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= MAX_GUESTS:
+        raise AppointmentError(
+            _("The number of guests must be between 0 and %(max)d.") % {"max": MAX_GUESTS}
+        )
+
+
+def _issue_guest_codes(appointment: Appointment, slots) -> tuple[str, ...]:
+    """Fresh codes for the guest slots (inside the caller's transaction); clear codes out."""
+    taken = {appointment.doctor_code_digest, appointment.patient_code_digest}
+    codes = []
+    for slot in slots:
+        code = generate_code()
+        while keyed_digest(code) in taken:
+            code = generate_code()
+        taken.add(keyed_digest(code))
+        GuestCode.objects.update_or_create(
+            appointment=appointment, slot=slot, defaults={"digest": keyed_digest(code)}
+        )
+        codes.append(format_code(code))
+    return tuple(codes)
+
+
+def add_guest_code(appointment: Appointment) -> str:
+    """One more guest code for a valid appointment (at most MAX_GUESTS); the clear code."""
+    if not appointment.is_valid():
+        raise AppointmentError(_("Expired or cancelled appointments get no new codes."))
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                locked = Appointment.objects.select_for_update().get(pk=appointment.pk)
+                used = set(locked.guest_codes.values_list("slot", flat=True))
+                free = [slot for slot in range(MAX_GUESTS) if slot not in used]
+                if not free:
+                    raise AppointmentError(
+                        _("An appointment has at most %(max)d guest codes.") % {"max": MAX_GUESTS}
+                    )
+                return _issue_guest_codes(locked, free[:1])[0]
+        except IntegrityError:
+            continue
+    raise RuntimeError("could not issue a unique guest code")
 
 
 def reissue_codes(appointment: Appointment) -> IssuedAppointment:
@@ -179,10 +236,21 @@ def reissue_codes(appointment: Appointment) -> IssuedAppointment:
     if appointment.cancelled_at is not None:
         raise AppointmentError(_("A cancelled appointment cannot get new codes."))
     doctor_code, patient_code = _new_code_pair()
-    appointment.doctor_code_digest = keyed_digest(doctor_code)
-    appointment.patient_code_digest = keyed_digest(patient_code)
-    appointment.save(update_fields=["doctor_code_digest", "patient_code_digest"])
-    return IssuedAppointment(appointment, format_code(doctor_code), format_code(patient_code))
+    with transaction.atomic():
+        appointment.doctor_code_digest = keyed_digest(doctor_code)
+        appointment.patient_code_digest = keyed_digest(patient_code)
+        appointment.codes_version = F("codes_version") + 1
+        appointment.save(
+            update_fields=["doctor_code_digest", "patient_code_digest", "codes_version"]
+        )
+        appointment.refresh_from_db(fields=["codes_version"])
+        slots = list(appointment.guest_codes.values_list("slot", flat=True))
+        guest_codes = _issue_guest_codes(appointment, slots)
+    # Joins made with the old codes end at once (their live sockets close with 4001).
+    _end_old_joins(appointment)
+    return IssuedAppointment(
+        appointment, format_code(doctor_code), format_code(patient_code), guest_codes
+    )
 
 
 def cancel_appointment(appointment: Appointment, now: datetime | None = None) -> bool:
@@ -193,6 +261,12 @@ def cancel_appointment(appointment: Appointment, now: datetime | None = None) ->
     appointment.save(update_fields=["cancelled_at"])
     _close_live_connections(appointment)
     return True
+
+
+def _end_old_joins(appointment: Appointment) -> None:
+    from signaling import presence
+
+    presence.codes_reissued(appointment.pk, appointment.codes_version)
 
 
 def _close_live_connections(appointment: Appointment) -> None:
@@ -208,10 +282,12 @@ def _close_live_connections(appointment: Appointment) -> None:
 @dataclass(frozen=True)
 class CodeMatch:
     appointment: Appointment
-    role: str  # Membership.Role.DOCTOR or "patient"
+    role: str  # Membership.Role.DOCTOR, "patient" or "guest"
+    guest_slot: int | None = None  # the guest code's slot (its seat) for role "guest"
 
 
 PATIENT = "patient"
+GUEST = "guest"
 
 
 def find_by_code(code: str, now: datetime | None = None) -> CodeMatch | None:
@@ -231,7 +307,14 @@ def find_by_code(code: str, now: datetime | None = None) -> CodeMatch | None:
         .first()
     )
     if appointment is None:
-        return None
+        guest = (
+            GuestCode.objects.filter(digest=digest, appointment__in=Appointment.objects.valid(now))
+            .select_related("appointment__doctor", "appointment__practice")
+            .first()
+        )
+        if guest is None:
+            return None
+        return CodeMatch(guest.appointment, GUEST, guest.slot)
     # Constant-time comparison for the role decision; the lookup itself is by digest.
     is_doctor = hmac.compare_digest(appointment.doctor_code_digest, digest)
     return CodeMatch(appointment, Membership.Role.DOCTOR if is_doctor else PATIENT)
@@ -298,6 +381,7 @@ def issued_as_json(issued: IssuedAppointment) -> dict:
         "id": str(appointment.pk),
         "doctor_code": issued.doctor_code,
         "patient_code": issued.patient_code,
+        "guest_codes": list(issued.guest_codes),
         "join_url": join_url(),
         "scheduled_at": appointment.scheduled_at.isoformat(),
         "expires_at": appointment.expires_at.isoformat(),

@@ -52,16 +52,18 @@ def _join_post(request: HttpRequest) -> HttpResponse:
         if match is None:
             ratelimit.record_failure(request)
             form.reject_code()
-    if match is not None and match.role != services.PATIENT:
+    if match is not None and match.role not in (services.PATIENT, services.GUEST):
         return _join_as_doctor(request, match.appointment)
     if not form.require_patient_fields() or match is None or not form.is_valid():
         return _render_join(request, form)
     response = redirect("call")
+    # A guest code joins like the patient code, as a guest on the seat of its code.
     joinsession.issue_join_cookie(
         response,
         appointment=match.appointment,
-        role=services.PATIENT,
+        role=match.role,
         display_name=form.cleaned_data["name"],
+        guest_slot=match.guest_slot,
     )
     return response
 

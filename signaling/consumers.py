@@ -1,33 +1,29 @@
-"""The call WebSocket `/ws/call/` (contract: shared/CONTRACT.md; rules: signaling.protocol).
+"""The call WebSocket `/ws/call/` (contract: shared/CONTRACT.md; rules: signaling.room).
 
-One consumer per participant connection. Each appointment has a channel-layer group
-(`presence.group_name`) through which its connections find each other:
+One consumer per participant connection: a thin adapter around `signaling.room.Room`,
+the connection's view of its call. The consumer re-checks the join session at connect,
+feeds the room the client's frames (parsed by `signaling.protocol`) and the other
+connections' channel-layer events, and carries out the actions the room returns: send
+to the client, deliver to one connection, broadcast to the appointment's group
+(`presence.group_name`), close, and the admission bookkeeping in the cache.
 
-- `call.hello`  a new connection announces itself (role, name, start time) to the group;
-                an older connection of the same role closes (4009, superseded), the
-                peer answers directly with `call.here`.
-- `call.here`   the answer: the peer's name and, from a patient, whether it is admitted.
-- `call.admit`  doctor → patient consumer.
-- `call.relay`  an offer/answer/candidate, already validated and encoded, to the peer.
-- `call.bye`, `call.left`  the sender hung up / its connection closed.
-- `call.ping`   heartbeat between the two consumers: a peer whose process died stops
-                pinging and is dropped after PEER_TIMEOUT.
-- `appointment.closed`  the appointment was cancelled (close 4001).
+Admission: an admitted connection's seat keeps the admitted join id in the cache,
+refreshed with the process's presence refresher while the connection is open and kept
+`presence.RESUME_WINDOW` seconds after it was last seen. A connection of that join which
+comes back within the window resumes the admission; a connection that supersedes an open
+one, a new join (a new `POST /`), anybody after a `bye` or `remove`, and anybody later
+must be admitted again.
 
-Admission: the doctor's `admit` is also stored in the cache, bound to the random join id
-of the patient's cookie (`presence.admit`). A patient connection of that join which comes
-back after its previous connection closed resumes the admission (`admitted` to both, the
-doctor sends a fresh offer); a connection that supersedes an open one, a new join (a new
-`POST /`) and anybody after a `bye` must be admitted again.
-
-The relay path (frame → checks → `channel_layer.send` to the peer) uses only what the
-consumer holds in memory: no database, no cache. Nothing of a message is stored or logged.
+The relay path (frame → checks → `channel_layer.send` to the addressed connection) uses
+only what the room holds in memory: no database, no cache. Nothing of a message is
+stored or logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -42,15 +38,11 @@ from django.utils import timezone, translation
 from redis.exceptions import RedisError
 
 from consultations import joinsession, services
-from consultations.models import Membership
-from signaling import ice, presence, protocol
+from signaling import ice, presence, protocol, room
 from signaling.protocol import ProtocolError
 
 logger = logging.getLogger("redconnect")
 
-DOCTOR = Membership.Role.DOCTOR.value
-PATIENT = services.PATIENT
-OTHER_ROLE = {DOCTOR: PATIENT, PATIENT: DOCTOR}
 # Redis unreachable (channels_redis and the cache both raise redis-py errors).
 LAYER_DOWN: tuple[type[BaseException], ...] = (RedisError,)
 # Like HTTP 503: a temporary condition, the page reconnects (not a final code). Daphne
@@ -58,20 +50,12 @@ LAYER_DOWN: tuple[type[BaseException], ...] = (RedisError,)
 CLOSE_TRY_AGAIN = 4503
 
 
-@dataclass
-class Peer:
-    """The other participant's connection as this consumer knows it."""
-
-    channel: str
-    name: str
-    since: float  # when it connected: the newest connection of a role wins
-    seen: float  # monotonic time of its last event (heartbeat)
-    join: str = ""  # the join id of its cookie: what an admission is bound to
-    said_bye: bool = False
-
-
 def _timing(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
+
+
+def _off_loop(function):
+    return sync_to_async(function, thread_sensitive=False)
 
 
 @dataclass(frozen=True)
@@ -79,9 +63,8 @@ class Admission:
     """Who a connection is, once its join session has been re-checked."""
 
     check: joinsession.JoinCheck
-    role: str | None = None
+    join: joinsession.JoinData | None = None
     name: str = ""
-    join_id: str = ""
 
 
 @database_sync_to_async
@@ -90,22 +73,16 @@ def _check_join(cookie_value: str | None, user) -> Admission:
     check = joinsession.check_join(join, user)
     if not check.ok:
         return Admission(check)
-    # A doctor is shown under the current account name, a patient under the typed one.
+    # A doctor is shown under the current account name, the others under the typed one.
     name = services.display_name_of(user) if join.is_doctor else join.display_name
-    return Admission(check, join.role, name, join.join_id)
+    return Admission(check, join, name)
 
 
 class CallConsumer(AsyncWebsocketConsumer):
     appointment = None
-    role: str | None = None
-    name = ""
-    join_id = ""
+    join: joinsession.JoinData | None = None
+    room: room.Room | None = None
     group = ""
-    since = 0.0
-    peer: Peer | None = None
-    admitted = False  # the patient of this appointment is admitted (both sides keep it)
-    superseded = False
-    welcomed = False
     language = settings.LANGUAGE_CODE
 
     async def __call__(self, scope, receive, send):
@@ -153,56 +130,69 @@ class CallConsumer(AsyncWebsocketConsumer):
             return
         self.language = self._language(cookies)
         self.appointment = admission.check.appointment
-        self.role, self.name = admission.role, admission.name
-        self.join_id = admission.join_id
+        self.join = join = admission.join
         self.group = presence.group_name(self.appointment.pk)
-        self.since = time.time()
-        found = await sync_to_async(presence.snapshot, thread_sensitive=False)(
-            self.appointment.pk, (self.role, OTHER_ROLE[self.role])
+        found = await _off_loop(presence.snapshot)(self.appointment.pk, join.seat)
+        resumed = await self._resume_or_revoke(found)
+        appointment_id = self.appointment.pk
+        me = room.Member(
+            id=secrets.token_urlsafe(9),  # 12 characters, random: no personal data
+            channel=self.channel_name,
+            role=join.role,
+            seat=join.seat,
+            name=admission.name,
+            since=time.time(),
+            join=join.join_id,
+            admitted=join.is_doctor or resumed,
         )
-        known = found.channels
-        if self.role == PATIENT:
-            await self._resume_or_revoke(found)
-        await self._announce()
-        presence.keep_alive(self.appointment.pk, self.role, self.channel_name)
+        self.room = room.Room(
+            me,
+            ice=lambda turn: ice.ice_servers(appointment_id=appointment_id, turn=turn),
+            codes_version=join.codes_version,
+        )
+        await _off_loop(presence.announce)(appointment_id, join.seat, self.channel_name)
+        presence.keep_alive(appointment_id, join.seat, self.channel_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.channel_layer.group_send(self.group, self._event("call.hello"))
+        others = {channel for seat, channel in found.channels.items() if seat != join.seat}
         self.tasks.append(asyncio.create_task(self._heartbeat()))
-        if OTHER_ROLE[self.role] in known:
-            # The peer answers our hello with its name; welcome once it has (or soon).
+        if others:
+            # The known connections answer our hello; welcome once they have (or soon).
             self.tasks.append(asyncio.create_task(self._welcome_after_grace()))
-        else:
-            await self._welcome()
+        await self._carry_out(self.room.hello(others))
 
     async def disconnect(self, code) -> None:
         for task in self.tasks:
             task.cancel()
-        if self.role is None:
+        if self.room is None:
             return  # refused at connect: never joined anything
         presence.let_expire(self.channel_name)
+        await self._carry_out(self.room.leave())
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        if not self.superseded:
-            await self._group_send(self._event("call.left"))
         try:
-            await sync_to_async(presence.withdraw, thread_sensitive=False)(
-                self.appointment.pk, self.role, self.channel_name
-            )
+            await _off_loop(self._withdraw)()
         except Exception:
             logger.warning("could not withdraw a call connection's presence")
 
-    async def _resume_or_revoke(self, found: presence.Snapshot) -> None:
-        """A patient of the admitted join whose connection dropped resumes the admission;
-        a superseding connection or another join must be admitted again (contract)."""
-        if found.admitted_join is None:
-            return
-        if PATIENT not in found.channels and found.admitted_join == self.join_id:
-            self.admitted = True
-        else:
-            await self._revoke()
+    def _withdraw(self) -> None:
+        me = self.room.me
+        if me.admitted and not self.room.superseded and me.role != room.DOCTOR:
+            # The server last saw this admitted connection now: resumable for a minute.
+            presence.admit(self.appointment.pk, me.seat, me.join)
+        presence.withdraw(self.appointment.pk, me.seat, self.channel_name)
+
+    async def _resume_or_revoke(self, found: presence.Snapshot) -> bool:
+        """A join whose admitted connection dropped less than a minute ago resumes; a
+        superseding connection or another join must be admitted again (contract)."""
+        if self.join.is_doctor or found.admitted_join is None:
+            return False
+        if self.join.seat not in found.channels and found.admitted_join == self.join.join_id:
+            return True
+        await self._revoke()
+        return False
 
     async def _revoke(self) -> None:
         try:
-            await sync_to_async(presence.revoke, thread_sensitive=False)(self.appointment.pk)
+            await _off_loop(presence.revoke)(self.appointment.pk, self.join.seat)
         except Exception:
             logger.warning("could not end a call's stored admission")
 
@@ -210,133 +200,46 @@ class CallConsumer(AsyncWebsocketConsumer):
         wanted = cookies.get(settings.LANGUAGE_COOKIE_NAME)
         return wanted if wanted in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
 
-    async def _announce(self) -> None:
-        await sync_to_async(presence.announce, thread_sensitive=False)(
-            self.appointment.pk, self.role, self.channel_name
-        )
-
-    # --- Welcome and state messages to this connection's client -------------------------
-
-    async def _welcome(self) -> None:
-        if self.welcomed:
-            return
-        self.welcomed = True
-        peer = self.peer
-        await self._send(
-            {
-                "type": "welcome",
-                "role": self.role,
-                "ice_servers": ice.ice_servers(),
-                "peer": {"role": OTHER_ROLE[self.role], "name": peer.name} if peer else None,
-            }
-        )
-        if self.role == PATIENT:
-            await self._send({"type": "admitted" if self.admitted else "waiting"})
-        elif peer is not None:
-            await self._send_doctor_state()
-
     async def _welcome_after_grace(self) -> None:
         await asyncio.sleep(_timing("SIGNALING_PEER_REPLY_GRACE", presence.PEER_REPLY_GRACE))
-        await self._welcome()
+        await self._carry_out(self.room.welcome())
 
-    async def _send_doctor_state(self) -> None:
-        if self.admitted:
-            await self._send({"type": "admitted"})
-        else:
-            await self._send({"type": "peer-waiting", "name": self.peer.name})
+    # --- Carrying out what the room decided ----------------------------------------------
 
-    async def _send(self, message: dict) -> None:
-        await self.send(text_data=protocol.encode(message))
+    async def _carry_out(self, actions: list[room.Action]) -> None:
+        for action in actions:
+            if isinstance(action, room.SendText):
+                await self.send(text_data=action.text)
+            elif isinstance(action, room.Deliver):
+                await self._send_to(action.channel, action.event)
+            elif isinstance(action, room.Send):
+                await self.send(text_data=protocol.encode(action.message))
+            elif isinstance(action, room.Broadcast):
+                await self._group_send(action.event)
+            elif isinstance(action, room.Close):
+                await self._close(action.code)
+            else:
+                await self._admission(action)
 
-    async def _send_error(self, code: str) -> None:
-        with translation.override(self.language):
-            await self.send(text_data=protocol.error(code))
-
-    # --- Frames from the client ----------------------------------------------------------
-
-    async def receive(self, text_data=None, bytes_data=None) -> None:
-        if self._flooded():
-            await self.close(code=protocol.CLOSE_RATE_LIMIT)
-            return
-        if self.role is None or self.superseded:
-            return  # refused or superseded connection that is closing
-        if not self.welcomed:
-            await self._welcome()
+    async def _admission(self, action) -> None:
+        me, appointment_id = self.room.me, self.appointment.pk
         try:
-            if text_data is None:
-                raise ProtocolError("bad-message")  # binary frames: no media via the server
-            message = protocol.parse(text_data)
-            await self._handle(message)
-        except ProtocolError as refused:
-            await self._send_error(refused.code)
-
-    def _flooded(self) -> bool:
-        """More than FLOOD_LIMIT frames within FLOOD_WINDOW seconds, refused ones included."""
-        now = time.monotonic()
-        self.frames.append(now)
-        while self.frames and self.frames[0] <= now - protocol.FLOOD_WINDOW:
-            self.frames.popleft()
-        return len(self.frames) > protocol.FLOOD_LIMIT
-
-    async def _handle(self, message: protocol.Message) -> None:
-        if message.type == "admit":
-            await self._admit()
-        elif message.type == "bye":
-            await self._bye()
-        else:
-            await self._relay(message)
-
-    async def _admit(self) -> None:
-        if self.role != DOCTOR:
-            raise ProtocolError("forbidden")
-        if self.peer is None:
-            raise ProtocolError("nobody-waiting")
-        self.admitted = True
-        self.peer.said_bye = False
-        peer = self.peer
-        try:
-            # Stored before either side hears `admitted`: whoever acts on it (or reconnects)
-            # finds the admission already there.
-            await sync_to_async(presence.admit, thread_sensitive=False)(
-                self.appointment.pk, peer.join
-            )
+            if isinstance(action, room.StoreAdmission):
+                await _off_loop(presence.admit)(appointment_id, action.seat, action.join)
+            elif isinstance(action, room.KeepAdmission):
+                presence.keep_admitted(appointment_id, me.seat, me.join, self.channel_name)
+            elif isinstance(action, room.EndAdmission):
+                presence.stop_admitted(self.channel_name)
+                await _off_loop(presence.revoke)(appointment_id, me.seat)
         except Exception:
-            logger.warning("could not store a call's admission")
-        await self._send_to(peer.channel, self._event("call.admit"))
-        await self._send({"type": "admitted"})
+            logger.warning("could not update a call's stored admission")
 
-    async def _bye(self) -> None:
-        # A hang-up ends the admission: a bye-saying patient must be admitted again.
-        self.admitted = False
-        await self._group_send(self._event("call.bye"))
-        await self._revoke()
-
-    async def _relay(self, message: protocol.Message) -> None:
-        if not self.admitted:
-            raise ProtocolError("not-admitted")
-        protocol.check_content(message)
-        if self.peer is None or self.peer.said_bye:
-            return  # the peer is gone: nobody to relay to, nothing to complain about
-        event = {"type": "call.relay", "from": self.channel_name}
-        event["text"] = protocol.encode(message.data)
-        await self._send_to_peer(event)
-
-    # --- Sending events ------------------------------------------------------------------
-
-    def _event(self, kind: str, **extra) -> dict:
-        return {
-            "type": kind,
-            "from": self.channel_name,
-            "role": self.role,
-            "name": self.name,
-            "since": self.since,
-            "join": self.join_id,
-            "admitted": self.admitted,
-            **extra,
-        }
-
-    async def _send_to_peer(self, event: dict) -> None:
-        await self._send_to(self.peer.channel, event)
+    async def _close(self, code: int) -> None:
+        presence.let_expire(self.channel_name)
+        for task in self.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        await self.close(code=code)
 
     async def _send_to(self, channel: str, event: dict) -> None:
         """Send to one consumer; a full or vanished channel drops the event, never the sender."""
@@ -353,114 +256,90 @@ class CallConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.warning("could not reach the call's channel-layer group")
 
-    # --- Events from the other connections -----------------------------------------------
+    async def _send_error(self, code: str) -> None:
+        with translation.override(self.language):
+            await self.send(text_data=protocol.error(code))
 
-    def _from_peer(self, event: dict) -> bool:
-        if self.peer is None or event.get("from") != self.peer.channel:
-            return False
-        self.peer.seen = time.monotonic()
-        return True
+    # --- Frames from the client ----------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self._flooded():
+            await self.close(code=protocol.CLOSE_RATE_LIMIT)
+            return
+        if self.room is None or self.room.closing:
+            return  # refused, superseded or ended connection that is closing
+        if not self.room.welcomed:
+            await self._carry_out(self.room.welcome())
+        try:
+            if text_data is None:
+                raise ProtocolError("bad-message")  # binary frames: no media via the server
+            actions = self.room.on_frame(protocol.parse(text_data))
+        except ProtocolError as refused:
+            await self._send_error(refused.code)
+            return
+        await self._carry_out(actions)
+
+    def _flooded(self) -> bool:
+        """More than FLOOD_LIMIT frames within FLOOD_WINDOW seconds, refused ones included."""
+        now = time.monotonic()
+        self.frames.append(now)
+        while self.frames and self.frames[0] <= now - protocol.FLOOD_WINDOW:
+            self.frames.popleft()
+        return len(self.frames) > protocol.FLOOD_LIMIT
+
+    # --- Events from the other connections (see signaling.room) --------------------------
 
     async def call_hello(self, event: dict) -> None:
-        if event["from"] == self.channel_name or self.role is None:
-            return
-        if event["role"] == self.role:
-            if (event["since"], event["from"]) > (self.since, self.channel_name):
-                await self._supersede()
-            return
-        if not await self._meet(event):
-            return
-        await self._send_to(event["from"], self._event("call.here"))
-        if not self.welcomed:
-            return
-        if self.role == DOCTOR:
-            await self._send_doctor_state()
-        elif self.admitted:
-            # The doctor reconnected while this patient is admitted: both hear it again.
-            await self._send({"type": "admitted"})
+        if self.room is not None:
+            await self._carry_out(self.room.on_hello(event, time.monotonic()))
 
     async def call_here(self, event: dict) -> None:
-        if self.role is None or not await self._meet(event):
-            return
-        if self.role == DOCTOR:
-            self.admitted = bool(event.get("admitted"))
-        if not self.welcomed:
-            await self._welcome()
-        elif self.role == DOCTOR:
-            await self._send_doctor_state()
-
-    async def _meet(self, event: dict) -> bool:
-        """Take the sender as peer if it is newer than the known one (False if older)."""
-        if event["role"] != OTHER_ROLE.get(self.role):
-            return False
-        if self.peer is not None:
-            if event["from"] == self.peer.channel:
-                self.peer.seen = time.monotonic()
-                return True
-            if (event["since"], event["from"]) < (self.peer.since, self.peer.channel):
-                return False  # a late message of a connection that was superseded
-            await self._peer_gone()
-        self.peer = Peer(
-            event["from"], event["name"], event["since"], time.monotonic(), event.get("join", "")
-        )
-        if self.role == DOCTOR:
-            # A new patient connection is admitted only if it resumed its join's admission.
-            self.admitted = bool(event.get("admitted"))
-        return True
-
-    async def _peer_gone(self) -> None:
-        """The known peer closed, was superseded or died: tell the client once."""
-        peer, self.peer = self.peer, None
-        if self.role == DOCTOR:
-            self.admitted = False  # the admission belongs to that patient connection
-        if peer is not None and not peer.said_bye and self.welcomed:
-            await self._send({"type": "peer-left"})
+        if self.room is not None:
+            await self._carry_out(self.room.on_here(event, time.monotonic()))
 
     async def call_admit(self, event: dict) -> None:
-        if self.role != PATIENT:
-            return
-        if self.peer is None and event.get("role") == DOCTOR:
-            await self._meet(event)
-        if not self._from_peer(event):
-            return
-        self.peer.said_bye = False
-        self.admitted = True
-        await self._send({"type": "admitted"})
+        if self.room is not None:
+            await self._carry_out(self.room.on_admit(event, time.monotonic()))
+
+    async def call_joined(self, event: dict) -> None:
+        if self.room is not None:
+            await self._carry_out(self.room.on_joined(event))
+
+    async def call_remove(self, event: dict) -> None:
+        if self.room is not None:
+            await self._carry_out(self.room.on_remove(event))
+
+    async def call_waiting(self, event: dict) -> None:
+        if self.room is not None:
+            await self._carry_out(self.room.on_waiting(event))
 
     async def call_relay(self, event: dict) -> None:
-        if self.admitted and self._from_peer(event):
-            await self.send(text_data=event["text"])
+        if self.room is not None:
+            await self._carry_out(self.room.on_relay(event))
 
     async def call_bye(self, event: dict) -> None:
-        if not self._from_peer(event):
-            return
-        self.admitted = False
-        if not self.peer.said_bye:
-            self.peer.said_bye = True
-            await self._send({"type": "peer-left"})
+        if self.room is not None:
+            await self._carry_out(self.room.on_bye(event))
 
     async def call_left(self, event: dict) -> None:
-        if self._from_peer(event):
-            await self._peer_gone()
+        if self.room is not None:
+            await self._carry_out(self.room.on_left(event))
 
     async def call_ping(self, event: dict) -> None:
-        self._from_peer(event)
+        if self.room is not None:
+            self.room.on_ping(event, time.monotonic())
 
     async def appointment_closed(self, event: dict) -> None:
         await self.close(code=protocol.CLOSE_NO_SESSION)
 
-    async def _supersede(self) -> None:
-        self.superseded = True
-        presence.let_expire(self.channel_name)
-        for task in self.tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
-        await self.close(code=protocol.CLOSE_SUPERSEDED)
+    async def appointment_reissued(self, event: dict) -> None:
+        if self.room is not None and isinstance(event.get("version"), int):
+            await self._carry_out(self.room.on_reissued(event["version"]))
 
     # --- Heartbeat -----------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        """Ping the peer, drop a silent peer, end with the appointment.
+        """Ping the others, drop silent ones, end with the appointment.
 
         No cache call here: the presence entry is refreshed by the process's
         `presence.PresenceRefresher`, one `set_many` for all connections.
@@ -472,9 +351,6 @@ class CallConsumer(AsyncWebsocketConsumer):
             if timezone.now() >= self.appointment.expires_at:
                 await self.close(code=protocol.CLOSE_NO_SESSION)
                 return
-            if self.peer is None:
-                continue
-            if time.monotonic() - self.peer.seen > timeout:
-                await self._peer_gone()
-            else:
-                await self._send_to_peer(self._event("call.ping"))
+            await self._carry_out(self.room.on_tick(time.monotonic(), timeout))
+            if self.room.wants_ping():
+                await self._group_send(self.room.ping_event())

@@ -35,73 +35,91 @@ def close_appointment(appointment_id) -> None:
         logger.warning("could not notify live connections of a cancelled appointment")
 
 
+def codes_reissued(appointment_id, codes_version: int) -> None:
+    """End the live patient and guest connections made with older codes (close 4001).
+
+    Best effort like `close_appointment`: the new version is stored, and every connect
+    and every `GET /call/` re-checks it.
+    """
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            group_name(appointment_id), {"type": "appointment.reissued", "version": codes_version}
+        )
+    except Exception:
+        logger.warning("could not notify live connections of re-issued codes")
+
+
 # --- Who is connected -----------------------------------------------------------------
 #
 # The cache (Redis in production, shared by all server processes) holds, per appointment
-# and role, only the channel name of the live connection: no participant name (the
-# patient's name exists only in the cookie and in relayed messages). Entries expire
-# after PRESENCE_TTL unless the process's PresenceRefresher refreshes them, so a crashed
-# process leaves no stale participant. Besides, it keeps which join (a random id from the
-# join cookie) the doctor has admitted, so that this join's patient can drop and resume
-# the call, even across processes. Consumers learn everything else — names, arrivals,
-# departures — from channel-layer events, and none of this is touched on the relay path.
+# and seat (doctor, patient, guest-0 … guest-6), only the channel name of the live
+# connection: no participant name (names exist only in the cookies and in the messages
+# between the consumers). Entries expire after PRESENCE_TTL unless the process's
+# PresenceRefresher refreshes them, so a crashed process leaves no stale participant.
+# Besides, it keeps per seat which join (a random id from the join cookie) is admitted,
+# so that this join can drop and resume the call, even across processes — but only within
+# RESUME_WINDOW after the server last saw its connection: the entry is refreshed with that
+# lifetime while the admitted connection is open, and written once more when it closes.
+# Consumers learn everything else — names, arrivals, departures — from channel-layer
+# events, and none of this is touched on the relay path.
 
 PRESENCE_TTL = 15  # seconds; three heartbeats
 HEARTBEAT_INTERVAL = 5.0  # seconds between presence refreshes, and between peer pings
 PEER_TIMEOUT = 15.0  # a peer silent this long (no ping) has gone: its process died
-PEER_REPLY_GRACE = 1.5  # how long a new connection waits for a known peer's reply
-ADMISSION_TTL = 12 * 3600  # an admission outlives dropped connections, not the day
+PEER_REPLY_GRACE = 1.5  # how long a new connection waits for the known peers' replies
+RESUME_WINDOW = 60  # seconds after its connection was last seen that a join may resume
+SEATS = ("doctor", "patient", *(f"guest-{slot}" for slot in range(7)))
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a new connection finds: live channels per role, the admitted join id."""
+    """What a new connection finds: live channels per seat, its seat's admitted join."""
 
     channels: dict[str, str]
     admitted_join: str | None
 
 
-def presence_key(appointment_id, role: str) -> str:
-    return f"rc:presence:{uuid.UUID(str(appointment_id)).hex}:{role}"
+def presence_key(appointment_id, seat: str) -> str:
+    return f"rc:presence:{uuid.UUID(str(appointment_id)).hex}:{seat}"
 
 
-def admission_key(appointment_id) -> str:
-    return f"rc:admitted:{uuid.UUID(str(appointment_id)).hex}"
+def admission_key(appointment_id, seat: str = "patient") -> str:
+    return f"rc:admitted:{uuid.UUID(str(appointment_id)).hex}:{seat}"
 
 
-def snapshot(appointment_id, roles: tuple[str, ...]) -> Snapshot:
-    """The live connections of the roles and the admitted join, in one cache round trip."""
-    keys = {presence_key(appointment_id, role): role for role in roles}
-    found = cache.get_many([*keys, admission_key(appointment_id)])
-    channels = {role: found[key] for key, role in keys.items() if isinstance(found.get(key), str)}
-    admitted = found.get(admission_key(appointment_id))
+def snapshot(appointment_id, seat: str, seats: tuple[str, ...] = SEATS) -> Snapshot:
+    """The live connections of all seats and the seat's admitted join, in one round trip."""
+    keys = {presence_key(appointment_id, name): name for name in seats}
+    found = cache.get_many([*keys, admission_key(appointment_id, seat)])
+    channels = {name: found[key] for key, name in keys.items() if isinstance(found.get(key), str)}
+    admitted = found.get(admission_key(appointment_id, seat))
     return Snapshot(channels, admitted if isinstance(admitted, str) and admitted else None)
 
 
-def connected_channels(appointment_id, roles: tuple[str, ...]) -> dict[str, str]:
-    """role → channel name of the live connection, for the roles that have one."""
-    return snapshot(appointment_id, roles).channels
+def connected_channels(appointment_id, seats: tuple[str, ...] = SEATS) -> dict[str, str]:
+    """seat → channel name of the live connection, for the seats that have one."""
+    return snapshot(appointment_id, seats[0] if seats else "patient", seats).channels
 
 
-def admit(appointment_id, join_id: str) -> None:
-    """Remember that the doctor admitted the patient of this join."""
+def admit(appointment_id, seat: str, join_id: str) -> None:
+    """Remember that the join on this seat is admitted (for RESUME_WINDOW from now)."""
     if join_id:
-        cache.set(admission_key(appointment_id), join_id, timeout=ADMISSION_TTL)
+        cache.set(admission_key(appointment_id, seat), join_id, timeout=RESUME_WINDOW)
 
 
-def revoke(appointment_id) -> None:
-    """The admission ends (bye, supersede, a new join): the patient must be admitted again."""
-    cache.delete(admission_key(appointment_id))
+def revoke(appointment_id, seat: str) -> None:
+    """The admission ends (bye, remove, supersede, a new join): admit again."""
+    cache.delete(admission_key(appointment_id, seat))
 
 
-def announce(appointment_id, role: str, channel: str) -> None:
-    """Record (or refresh) the connection of a role; the newest connection wins."""
-    cache.set(presence_key(appointment_id, role), channel, timeout=PRESENCE_TTL)
+def announce(appointment_id, seat: str, channel: str) -> None:
+    """Record (or refresh) the connection of a seat; the newest connection wins."""
+    cache.set(presence_key(appointment_id, seat), channel, timeout=PRESENCE_TTL)
 
 
-def withdraw(appointment_id, role: str, channel: str) -> None:
-    """Forget the connection, unless a newer one of the same role has replaced it."""
-    key = presence_key(appointment_id, role)
+def withdraw(appointment_id, seat: str, channel: str) -> None:
+    """Forget the connection, unless a newer one of the same seat has replaced it."""
+    key = presence_key(appointment_id, seat)
     if cache.get(key) == channel:
         cache.delete(key)
 
@@ -123,18 +141,28 @@ class PresenceRefresher:
 
     def __init__(self) -> None:
         # channel name → its presence key; insertion order: the newest connection
-        # of a role comes last and wins if an older one of this process is still closing.
+        # of a seat comes last and wins if an older one of this process is still closing.
         self.entries: dict[str, str] = {}
+        # channel name → (admission key, join id) of the admitted connections.
+        self.admissions: dict[str, tuple[str, str]] = {}
         self.task: asyncio.Task | None = None
 
-    def register(self, appointment_id, role: str, channel: str) -> None:
+    def register(self, appointment_id, seat: str, channel: str) -> None:
         self.entries.pop(channel, None)
-        self.entries[channel] = presence_key(appointment_id, role)
+        self.entries[channel] = presence_key(appointment_id, seat)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
+    def register_admission(self, appointment_id, seat: str, join_id: str, channel: str) -> None:
+        if join_id and channel in self.entries:
+            self.admissions[channel] = (admission_key(appointment_id, seat), join_id)
+
+    def unregister_admission(self, channel: str) -> None:
+        self.admissions.pop(channel, None)
+
     def unregister(self, channel: str) -> None:
         self.entries.pop(channel, None)
+        self.admissions.pop(channel, None)
         if not self.entries and self.task is not None:
             # Nothing left to refresh: end now rather than after a (possibly long) sleep.
             self.task.cancel()
@@ -144,16 +172,19 @@ class PresenceRefresher:
         """presence key → channel, the newest registration of a key winning."""
         return {key: channel for channel, key in self.entries.items()}
 
+    def admission_mapping(self) -> dict[str, str]:
+        """admission key → admitted join id, for the admitted connections."""
+        return dict(self.admissions.values())
+
     async def _run(self) -> None:
         while self.entries:
             await asyncio.sleep(refresh_interval())
             values = self.mapping()
             if not values:
                 break
+            admissions = self.admission_mapping()
             try:
-                await sync_to_async(cache.set_many, thread_sensitive=False)(
-                    values, timeout=PRESENCE_TTL
-                )
+                await sync_to_async(_refresh, thread_sensitive=False)(values, admissions)
             except Exception as exc:
                 # Redis down: the entries expire after PRESENCE_TTL; retried next interval.
                 logger.warning(
@@ -161,6 +192,13 @@ class PresenceRefresher:
                     len(values),
                     type(exc).__name__,
                 )
+
+
+def _refresh(values: dict[str, str], admissions: dict[str, str]) -> None:
+    """One thread hop: the presence entries, and the admissions (if any) with their lifetime."""
+    cache.set_many(values, timeout=PRESENCE_TTL)
+    if admissions:
+        cache.set_many(admissions, timeout=RESUME_WINDOW)
 
 
 def refresh_interval() -> float:
@@ -182,9 +220,18 @@ def refresher() -> PresenceRefresher:
     return found
 
 
-def keep_alive(appointment_id, role: str, channel: str) -> None:
+def keep_alive(appointment_id, seat: str, channel: str) -> None:
     """Refresh this connection's entry every interval until `let_expire` (after `announce`)."""
-    refresher().register(appointment_id, role, channel)
+    refresher().register(appointment_id, seat, channel)
+
+
+def keep_admitted(appointment_id, seat: str, join_id: str, channel: str) -> None:
+    """Refresh the seat's admission with this connection's presence (in memory only)."""
+    refresher().register_admission(appointment_id, seat, join_id, channel)
+
+
+def stop_admitted(channel: str) -> None:
+    refresher().unregister_admission(channel)
 
 
 def let_expire(channel: str) -> None:

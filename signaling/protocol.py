@@ -24,8 +24,8 @@ CLOSE_NOT_ALLOWED = 4003
 CLOSE_SUPERSEDED = 4009
 CLOSE_RATE_LIMIT = 4029
 
-CLIENT_TYPES = frozenset({"admit", "offer", "answer", "candidate", "bye"})
-RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})
+CLIENT_TYPES = frozenset({"admit", "remove", "offer", "answer", "candidate", "bye"})
+RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})  # the only ones ever relayed
 # RTCIceCandidateInit: the only fields relayed, with their allowed JSON types.
 CANDIDATE_FIELDS: dict[str, tuple[type, ...]] = {
     "candidate": (str,),
@@ -44,6 +44,7 @@ ERROR_MESSAGES = {
     "not-admitted": _("The doctor has not admitted the patient yet."),
     "forbidden": _("This action is not allowed for your role."),
     "nobody-waiting": _("Nobody is waiting to be admitted."),
+    "no-such-participant": _("This participant is not in the call."),
     "insecure-sdp": _("The connection offer lacks the required encryption."),
 }
 
@@ -58,10 +59,16 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Message:
-    """A client message that passed the size and shape checks; `data` is what may be relayed."""
+    """A client message that passed the size and shape checks; `data` is what may be relayed.
+
+    `to` is the addressed participant id of a relayed message (None: the default peer);
+    `id` the participant an `admit` or `remove` is about (None for `admit`: the patient).
+    """
 
     type: str
     data: dict[str, Any]
+    to: str | None = None
+    id: str | None = None
 
 
 def check_size(text: str) -> None:
@@ -84,11 +91,28 @@ def parse(text: str) -> Message:
     kind = frame["type"]
     if kind not in CLIENT_TYPES:
         raise ProtocolError("unknown-type")
-    if kind in ("offer", "answer"):
-        return Message(kind, {"type": kind, "sdp": _sdp_of(frame)})
-    if kind == "candidate":
-        return Message(kind, {"type": kind, "candidate": _candidate_of(frame)})
+    if kind in RELAYED_TYPES:
+        to = _optional_id(frame, "to")
+        if kind == "candidate":
+            return Message(kind, {"type": kind, "candidate": _candidate_of(frame)}, to=to)
+        return Message(kind, {"type": kind, "sdp": _sdp_of(frame)}, to=to)
+    if kind == "remove":
+        if "id" not in frame:
+            raise ProtocolError("bad-message")
+        return Message(kind, {"type": kind}, id=_optional_id(frame, "id"))
+    if kind == "admit":
+        return Message(kind, {"type": kind}, id=_optional_id(frame, "id"))
     return Message(kind, {"type": kind})
+
+
+def _optional_id(frame: dict, field: str) -> str | None:
+    """A participant id field: absent, or a string (anything else is a bad message)."""
+    if field not in frame:
+        return None
+    value = frame[field]
+    if not isinstance(value, str) or len(value) > 64:
+        raise ProtocolError("bad-message")
+    return value
 
 
 def _sdp_of(frame: dict) -> str:

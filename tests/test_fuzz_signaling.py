@@ -42,6 +42,7 @@ ERROR_CODES = {
     "forbidden",
     "nobody-waiting",
     "insecure-sdp",
+    "no-such-participant",
 }
 CLOSE_CODES = {4001, 4003, 4009, 4029}
 RELAYED = {"offer": "sdp", "answer": "sdp", "candidate": "candidate"}
@@ -252,7 +253,7 @@ def definite_refusal(frame: str | bytes) -> str | None:
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         return "bad-message"
     kind = value["type"]
-    if kind not in ("admit", "offer", "answer", "candidate", "bye"):
+    if kind not in ("admit", "remove", "offer", "answer", "candidate", "bye"):
         return "unknown-type"
     if kind in ("offer", "answer") and not isinstance(value.get("sdp"), str):
         return "bad-message"
@@ -311,10 +312,12 @@ def assert_valid_server_message(message: dict) -> None:
         assert message.keys() == {"type", "code", "message"}, message
         assert message["code"] in ERROR_CODES and isinstance(message["message"], str)
     elif kind in ("offer", "answer"):
-        assert message.keys() == {"type", "sdp"} and isinstance(message["sdp"], str), message
+        # Relayed messages carry the sender's participant id (`from`), nothing else added.
+        assert message.keys() == {"type", "sdp", "from"}, message
+        assert isinstance(message["sdp"], str) and isinstance(message["from"], str), message
         assert secure_sdp(message["sdp"]), message["sdp"][:300]
     elif kind == "candidate":
-        assert message.keys() == {"type", "candidate"}, message
+        assert message.keys() == {"type", "candidate", "from"}, message
         assert message["candidate"] is None or isinstance(message["candidate"], dict)
     else:
         raise AssertionError(f"unexpected message during the fuzz: {str(message)[:300]}")
@@ -393,7 +396,7 @@ async def admit(doctor: Side, patient: Side) -> None:
 async def read_until_sentinel(side: Side, sentinel: dict) -> None:
     while True:
         message = await side.recv()
-        if message == {"type": "candidate", "candidate": sentinel}:
+        if message.get("type") == "candidate" and message.get("candidate") == sentinel:
             return
         side.received.append(message)
 
@@ -417,9 +420,12 @@ def check_side(sender: Side, receiver: Side, admitted: bool) -> None:
         if forced:
             assert error["code"] == forced, (error, str(frame)[:200])
         elif forced == "":
-            # Before admission the state check comes first (contract order).
+            # Before admission the state check comes first (contract order); an unknown
+            # `to` (an extra field the fuzz may add) is refused before the content.
             allowed = (
-                {"bad-message", "insecure-sdp"} if admitted else {"bad-message", "not-admitted"}
+                {"bad-message", "insecure-sdp", "no-such-participant"}
+                if admitted
+                else {"bad-message", "not-admitted"}
             )
             assert error["code"] in allowed, (error, str(frame)[:200])
         elif not admitted:

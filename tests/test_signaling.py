@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
 
 from consultations import services
-from signaling import presence, protocol
+from signaling import ice, presence, protocol
 from tests.callclient import make_candidate, make_sdp
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,6 +118,7 @@ async def connect(cookie: bytes) -> tuple[WebsocketCommunicator, dict]:
     assert connected
     welcome = await receive(socket)
     assert welcome["type"] == "welcome", welcome
+    socket.participant_id = welcome["id"]  # this connection's id (contract: ≥ 8 characters)
     return socket, welcome
 
 
@@ -125,10 +126,19 @@ async def receive(socket: WebsocketCommunicator, timeout: float = 5) -> dict:
     return json.loads(await socket.receive_from(timeout))
 
 
-async def expect(socket: WebsocketCommunicator, kind: str, timeout: float = 5) -> dict:
+async def expect(socket: WebsocketCommunicator, kind: str, timeout: float = 5, **fields) -> dict:
+    """The next message, of type `kind` and with the given field values."""
     message = await receive(socket, timeout)
     assert message["type"] == kind, f"expected {kind}, got {message}"
+    for name, value in fields.items():
+        assert message.get(name) == value, f"expected {name}={value!r} in {message}"
     return message
+
+
+async def expect_left(socket: WebsocketCommunicator, gone: WebsocketCommunicator) -> None:
+    """Doctor–patient departure: `participant-left` for its id, then `peer-left` as before."""
+    await expect(socket, "participant-left", id=gone.participant_id)
+    await expect(socket, "peer-left")
 
 
 async def expect_error(socket: WebsocketCommunicator, code: str) -> None:
@@ -185,7 +195,15 @@ async def admitted_call(issued, doctor, cookie: bytes | None = None):
 async def test_patient_alone_gets_welcome_then_waiting(layer, issued):
     patient, welcome = await connect(await patient_cookie(issued.patient_code))
     try:
-        assert welcome == {"type": "welcome", "role": "patient", "ice_servers": [], "peer": None}
+        assert welcome == {
+            "type": "welcome",
+            "role": "patient",
+            "id": welcome["id"],
+            "ice_servers": [],
+            "peer": None,
+            "participants": [],
+        }
+        assert isinstance(welcome["id"], str) and len(welcome["id"]) >= 8
         await expect(patient, "waiting")
         assert await quiet(patient)
     finally:
@@ -215,17 +233,26 @@ async def test_patient_arriving_later_is_announced_to_the_doctor(layer, issued, 
 async def test_admission_and_relay_of_offer_answer_and_candidates(layer, issued, doctor):
     doc, patient = await admitted_call(issued, doctor)
     try:
+        doc_id, patient_id = doc.participant_id, patient.participant_id
         offer = make_sdp("offer")
         await send(doc, {"type": "offer", "sdp": offer})
-        assert await expect(patient, "offer") == {"type": "offer", "sdp": offer}
+        assert await expect(patient, "offer") == {"type": "offer", "sdp": offer, "from": doc_id}
         answer = make_sdp("answer")
         await send(patient, {"type": "answer", "sdp": answer})
-        assert await expect(doc, "answer") == {"type": "answer", "sdp": answer}
+        assert await expect(doc, "answer") == {"type": "answer", "sdp": answer, "from": patient_id}
         candidate = make_candidate("c1")
         await send(patient, {"type": "candidate", "candidate": candidate, "extra": "dropped"})
-        assert await expect(doc, "candidate") == {"type": "candidate", "candidate": candidate}
+        assert await expect(doc, "candidate") == {
+            "type": "candidate",
+            "candidate": candidate,
+            "from": patient_id,
+        }
         await send(doc, {"type": "candidate", "candidate": None})
-        assert await expect(patient, "candidate") == {"type": "candidate", "candidate": None}
+        assert await expect(patient, "candidate") == {
+            "type": "candidate",
+            "candidate": None,
+            "from": doc_id,
+        }
         # The patient may start a renegotiation too (perfect negotiation).
         await send(patient, {"type": "offer", "sdp": offer})
         assert (await expect(doc, "offer"))["sdp"] == offer
@@ -408,8 +435,9 @@ async def test_second_patient_connection_supersedes_and_needs_admission(layer, i
         assert await closed_with(first) == protocol.CLOSE_SUPERSEDED
         assert welcome["peer"] == {"role": "doctor", "name": DOCTOR_NAME}
         await expect(second, "waiting")
-        await expect(doc, "peer-left")
-        assert (await expect(doc, "peer-waiting"))["name"] == "Paula Zweitgerät"
+        await expect_left(doc, first)
+        waiting = await expect(doc, "peer-waiting", id=second.participant_id, role="patient")
+        assert waiting["name"] == "Paula Zweitgerät"
         await send(second, {"type": "candidate", "candidate": None})
         await expect_error(second, "not-admitted")
         await send(doc, {"type": "offer", "sdp": make_sdp()})
@@ -429,9 +457,11 @@ async def test_second_doctor_connection_supersedes_and_keeps_the_admission(layer
     try:
         assert await closed_with(first) == protocol.CLOSE_SUPERSEDED
         assert welcome["peer"] == {"role": "patient", "name": PATIENT_NAME}
-        await expect(second, "admitted")  # and the doctor's client sends a fresh offer
-        await expect(patient, "peer-left")
-        await expect(patient, "admitted")
+        # and the doctor's client sends a fresh offer
+        await expect(second, "admitted", id=patient.participant_id)
+        await expect_left(patient, first)
+        await expect(patient, "participant-joined", id=second.participant_id, role="doctor")
+        await expect(patient, "admitted", id=patient.participant_id)
         offer = make_sdp("fresh")
         await send(second, {"type": "offer", "sdp": offer})
         assert (await expect(patient, "offer"))["sdp"] == offer
@@ -442,11 +472,12 @@ async def test_second_doctor_connection_supersedes_and_keeps_the_admission(layer
 async def test_doctor_reconnecting_while_the_patient_is_admitted(layer, issued, doctor):
     first, patient = await admitted_call(issued, doctor)
     await disconnect(first)
-    await expect(patient, "peer-left")
+    await expect_left(patient, first)
     second, welcome = await connect(await doctor_cookie(issued.doctor_code, doctor))
     try:
         assert welcome["peer"] == {"role": "patient", "name": PATIENT_NAME}
-        await expect(second, "admitted")
+        await expect(second, "admitted", id=patient.participant_id)
+        await expect(patient, "participant-joined", id=second.participant_id)
         await expect(patient, "admitted")
         await send(patient, {"type": "candidate", "candidate": None})
         await expect(second, "candidate")
@@ -458,12 +489,13 @@ async def test_patient_reconnecting_after_a_drop_resumes_the_admission(layer, is
     cookie = await patient_cookie(issued.patient_code)
     doc, first = await admitted_call(issued, doctor, cookie)
     await disconnect(first)
-    await expect(doc, "peer-left")
+    await expect_left(doc, first)
     second, welcome = await connect(cookie)  # the same join session reconnects
     try:
         assert welcome["peer"] == {"role": "doctor", "name": DOCTOR_NAME}
-        await expect(second, "admitted")
-        await expect(doc, "admitted")  # the doctor's client sends a fresh offer
+        await expect(second, "admitted", id=second.participant_id)
+        # the doctor's client sends a fresh offer
+        await expect(doc, "admitted", id=second.participant_id)
         offer = make_sdp("again")
         await send(doc, {"type": "offer", "sdp": offer})
         assert (await expect(second, "offer"))["sdp"] == offer
@@ -474,7 +506,7 @@ async def test_patient_reconnecting_after_a_drop_resumes_the_admission(layer, is
 async def test_a_new_join_must_be_admitted_again(layer, issued, doctor):
     doc, first = await admitted_call(issued, doctor)
     await disconnect(first)
-    await expect(doc, "peer-left")
+    await expect_left(doc, first)
     second, _ = await connect(await patient_cookie(issued.patient_code))  # a new POST /
     try:
         await expect(second, "waiting")
@@ -492,10 +524,10 @@ async def test_superseding_with_the_same_join_must_be_admitted_again(layer, issu
     try:
         assert await closed_with(first) == protocol.CLOSE_SUPERSEDED
         await expect(second, "waiting")
-        await expect(doc, "peer-left")
+        await expect_left(doc, first)
         await expect(doc, "peer-waiting")
         await disconnect(second)
-        await expect(doc, "peer-left")
+        await expect_left(doc, second)
         third, _ = await connect(cookie)  # the admission did not survive the supersede
         await expect(third, "waiting")
         await disconnect(third)
@@ -511,9 +543,10 @@ async def test_admission_survives_both_sides_reconnecting(layer, issued, doctor)
     doc, doctor_welcome = await connect(await doctor_cookie(issued.doctor_code, doctor))
     try:
         assert welcome["peer"] is None
-        await expect(patient, "admitted")
+        await expect(patient, "admitted", id=patient.participant_id, participants=[])
         assert doctor_welcome["peer"] == {"role": "patient", "name": PATIENT_NAME}
-        await expect(doc, "admitted")
+        await expect(doc, "admitted", id=patient.participant_id)
+        await expect(patient, "participant-joined", id=doc.participant_id, role="doctor")
         await expect(patient, "admitted")
         await send(patient, {"type": "candidate", "candidate": None})
         await expect(doc, "candidate")
@@ -536,14 +569,18 @@ async def test_patient_bye_ends_the_admission(layer, issued, doctor):
     doc, patient = await admitted_call(issued, doctor, cookie)
     try:
         await send(patient, {"type": "bye"})
-        await expect(doc, "peer-left")
-        await disconnect(patient)  # leaving after bye: no second peer-left
+        await expect_left(doc, patient)
+        # Still connected: back in the waiting room.
+        await expect(doc, "peer-waiting", id=patient.participant_id)
+        await disconnect(patient)  # leaving after bye: no second peer-left …
+        await expect(doc, "participant-left", id=patient.participant_id)  # … off the list
         assert await quiet(doc)
         patient, _ = await connect(cookie)  # coming back after a bye means waiting again
         await expect(patient, "waiting")
         await expect(doc, "peer-waiting")
         await send(patient, {"type": "bye"})
-        await expect(doc, "peer-left")
+        await expect_left(doc, patient)
+        await expect(doc, "peer-waiting", id=patient.participant_id)
         await send(patient, {"type": "candidate", "candidate": None})
         await expect_error(patient, "not-admitted")
         await send(doc, {"type": "candidate", "candidate": None})
@@ -553,7 +590,7 @@ async def test_patient_bye_ends_the_admission(layer, issued, doctor):
         await expect(doc, "admitted")
         await expect(patient, "admitted")
         await disconnect(patient)
-        await expect(doc, "peer-left")
+        await expect_left(doc, patient)
     finally:
         await disconnect(doc, patient)
 
@@ -562,7 +599,8 @@ async def test_doctor_bye_tells_the_patient_once(layer, issued, doctor):
     doc, patient = await admitted_call(issued, doctor)
     try:
         await send(doc, {"type": "bye"})
-        await expect(patient, "peer-left")
+        await expect_left(patient, doc)
+        await expect(patient, "waiting")  # the doctor's hang-up ends everybody's admission
         await send(patient, {"type": "offer", "sdp": make_sdp()})
         await expect_error(patient, "not-admitted")
         await disconnect(doc)
@@ -797,7 +835,8 @@ async def test_a_crashed_peer_is_dropped_by_the_heartbeat(layer, issued, doctor,
     doc, patient = await admitted_call(issued, doctor)
     await crash(doc)
     try:
-        await expect(patient, "peer-left", timeout=10)
+        await expect(patient, "participant-left", timeout=10, id=doc.participant_id)
+        await expect(patient, "peer-left")
     finally:
         await disconnect(patient)
 
@@ -820,20 +859,51 @@ async def test_presence_entries_expire_without_heartbeat(layer, issued, doctor, 
         assert await sync_to_async(cache.get)(key) is None
 
 
-async def test_welcome_carries_ice_servers_with_turn_credentials(issued, settings):
+def _turn_config(settings) -> None:
     settings.ICE_SERVERS = [
         {"urls": ["stun:stun.example.de"], "country": "DE"},
         {"urls": ["turn:turn.example.de:3478"], "country": "DE"},
     ]
     settings.TURN_SECRET = "coturn-secret"
+
+
+def _assert_turn_credentials(servers: list, appointment) -> None:
+    stun, turn = servers
+    assert stun == {"urls": ["stun:stun.example.de"]}
+    assert turn["urls"] == ["turn:turn.example.de:3478"] and "country" not in turn
+    expiry, user_id = turn["username"].split(":")
+    assert 0 < int(expiry) - time.time() <= 3600 + 1  # coturn REST scheme, at most 1 h
+    # The id part is the appointment's, keyed: stable per appointment, reveals nothing.
+    assert user_id == ice.turn_user_id(appointment.pk) and len(user_id) >= 8
+    assert user_id not in (str(appointment.pk), appointment.pk.hex) and user_id not in str(
+        appointment.pk
+    ).replace("-", "")
+    assert turn["credential"]
+
+
+async def test_turn_credentials_only_after_admission(issued, doctor, settings):
+    """Issue 11 item 14: a waiting participant's welcome has STUN only; its `admitted`
+    carries TURN credentials; the doctor's welcome has them."""
+    _turn_config(settings)
     patient, welcome = await connect(await patient_cookie(issued.patient_code))
+    doc, doctor_welcome = await connect(await doctor_cookie(issued.doctor_code, doctor))
     try:
-        stun, turn = welcome["ice_servers"]
-        assert stun == {"urls": ["stun:stun.example.de"]}
-        assert turn["urls"] == ["turn:turn.example.de:3478"] and "country" not in turn
-        assert turn["username"] and turn["credential"]
+        assert welcome["ice_servers"] == [{"urls": ["stun:stun.example.de"]}]
+        _assert_turn_credentials(doctor_welcome["ice_servers"], issued.appointment)
+        await expect(patient, "waiting")
+        await expect(doc, "peer-waiting")
+        await send(doc, {"type": "admit"})
+        await expect(doc, "admitted")
+        admitted = await expect(patient, "admitted")
+        _assert_turn_credentials(admitted["ice_servers"], issued.appointment)
     finally:
-        await disconnect(patient)
+        await disconnect(doc, patient)
+
+
+async def test_turn_user_ids_differ_between_appointments(issued, doctor):
+    other = await database_sync_to_async(services.create_appointment)(doctor=doctor)
+    assert ice.turn_user_id(issued.appointment.pk) != ice.turn_user_id(other.appointment.pk)
+    assert ice.turn_user_id(issued.appointment.pk) == ice.turn_user_id(issued.appointment.pk)
 
 
 async def test_a_call_ends_with_4001_when_the_codes_expire(issued, settings):

@@ -169,7 +169,14 @@ async def test_a_connection_is_refreshed_until_it_closes(issued, doctor, setting
         await until(lambda: any(key in data for _, data, _ in writes))
         assert await sync_to_async(cache.get)(key) is not None
         assert {method for method, _, _ in writes} == {"set_many"}
-        assert all(len(data) == 2 and ttl == presence.PRESENCE_TTL for _, data, ttl in writes)
+        # Per interval one write of both presence entries and, since the patient is
+        # admitted, one of its admission (kept for the resume window after it is last seen).
+        presence_writes = [data for _, data, ttl in writes if ttl == presence.PRESENCE_TTL]
+        admission_writes = [data for _, data, ttl in writes if ttl == presence.RESUME_WINDOW]
+        assert len(presence_writes) + len(admission_writes) == len(writes)
+        assert presence_writes and all(len(data) == 2 for data in presence_writes)
+        admission = presence.admission_key(issued.appointment.pk, "patient")
+        assert admission_writes and all(list(data) == [admission] for data in admission_writes)
     finally:
         await disconnect(doc)
     # After the disconnect the entry is withdrawn and no longer refreshed.
