@@ -52,6 +52,7 @@ const state = {
   connectionAdmitted: false, // the current signaling connection has been admitted
   directory: new Map(), // id → {role, name}: who the server told us about
   gone: new Set(), // ids the server said have left
+  doctorLeft: false, // the doctor hung up or left since we were admitted
   peers: new Map(), // id → entry (see createPeer)
   admissions: 0,
   since: 0, // admission order of the tiles
@@ -247,7 +248,9 @@ function onWaiting() {
     state.connectionAdmitted = false;
     closeAll();
     ui.setPhase("waiting");
-    if (demoted) ui.showStatus(gettext("The doctor has asked you to wait in the waiting room again."));
+    // When the doctor hangs up, the server sends everyone back to the waiting room.
+    if (demoted && state.doctorLeft) ui.showStatus(gettext("The doctor has ended the call."));
+    else if (demoted) ui.showStatus(gettext("The doctor has asked you to wait in the waiting room again."));
     return;
   }
   // A reconnect that the server did not recognise as the same admission: the media goes
@@ -282,6 +285,7 @@ function onAdmitted(message) {
   }
   // We were let in: the message names everyone admitted, who will offer to us.
   state.connectionAdmitted = true;
+  state.doctorLeft = false;
   if (Array.isArray(message.ice_servers)) state.iceServers = message.ice_servers;
   for (const person of Array.isArray(message.participants) ? message.participants : []) {
     if (person && typeof person.id === "string") remember(person.id, person.role, person.name);
@@ -335,6 +339,7 @@ function offerTo(id) {
 
 function onParticipantLeft(id) {
   const person = personOf(id);
+  if (person.role === DOCTOR) state.doctorLeft = true;
   if (isDoctor && waitingList.delete(id) && !state.peers.has(id)) {
     ui.showStatus(
       person.role === PATIENT
@@ -610,6 +615,7 @@ function onChannelMessage(entry, message) {
     chat.receive(message, personOf(entry.id).name);
   } else if (message.type === "bye") {
     const person = personOf(entry.id);
+    if (person.role === DOCTOR) state.doctorLeft = true;
     closePeer(entry.id);
     leftMessage(person, true);
   } else if (message.type === "hello") {

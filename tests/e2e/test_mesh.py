@@ -157,8 +157,9 @@ def test_everyone_decodes_both_others_over_direct_pairs(mesh):
         assert set(seen) == others  # one connection per pair, keyed by the other's id
         for pair in seen.values():
             assert pair["dtls"] == "connected"
-            # Host to host: nothing in between (KBV § 5 Nr. 5).
-            assert (pair["local"], pair["remote"]) == ("host", "host")
+            # Directly between the two browsers, no relay (KBV § 5 Nr. 5). The remote side
+            # may show as peer-reflexive: its check arrived before its trickled candidate.
+            assert pair["local"] == "host" and pair["remote"] in ("host", "prflx"), pair
         assert person.page.get_attribute('[data-role="tiles"]', "data-count") == "3"
 
 
