@@ -6,9 +6,9 @@ and every pair negotiates as the call page does (contract "More than two partici
 the doctor offers to everyone it gets `admitted` for, between two others the one admitted
 earlier offers to the newcomer on `participant-joined`; offer, answer and CANDIDATES
 candidates each way, all addressed with `to`. A call counts as set up when all 36 pairs
-have exchanged offer, answer and candidates. Reported: set-up time per call, signaling
-messages per call (sent by clients, delivered by the server, by type), server CPU and
-peak RSS (from /proc), errors.
+have exchanged offer, answer and candidates. Reported: set-up time per call (HTTP joins
+and signaling apart), signaling messages per call (sent by clients, delivered by the
+server, by type), server CPU and peak RSS (from /proc), errors.
 
     .venv/bin/python bench/mesh.py            # 20 calls of 9, 5 being set up at a time
     .venv/bin/python bench/mesh.py --redis    # the same against its own redis-server
@@ -53,6 +53,7 @@ def _load_signaling_bench():
     of that name in the provisioning child process."""
     spec = importlib.util.spec_from_file_location("bench_signaling", BENCH / "signaling.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -128,6 +129,7 @@ class Person:
     offered: set = field(default_factory=set)
     answered: set = field(default_factory=set)
     candidates_from: Counter = field(default_factory=Counter)
+    announced: set = field(default_factory=set)  # ids heard of in admitted/participant-joined
 
     async def send(self, message: dict) -> None:
         self.call.sent[message["type"]] += 1
@@ -137,6 +139,8 @@ class Person:
         try:
             async for raw in self.socket:
                 message = json.loads(raw)
+                if self.call.setup_ms is not None:
+                    continue  # set up: what follows (departures at the end) is not counted
                 self.call.received[message.get("type")] += 1
                 await self.handle(message)
         except ConnectionClosed as exc:
@@ -152,12 +156,19 @@ class Person:
         elif kind == "welcome":
             self.id = message.get("id")
         elif kind == "admitted" and self.role == "doctor":
-            await self.offer(message["id"])
+            if self.first_announcement(kind, message["id"]):
+                await self.offer(message["id"])
         elif kind == "participant-joined" and self.role != "doctor":
-            if message.get("role") != "doctor":
+            if self.first_announcement(kind, message["id"]) and message.get("role") != "doctor":
                 await self.offer(message["id"])  # we were admitted earlier
         elif kind == "offer":
             peer = message["from"]
+            if peer in self.offered:
+                # Both sides offered (crossed announcements): perfect negotiation as on
+                # the page, where the side with the greater id (never the doctor) yields.
+                self.call.glare[frozenset((self.id, peer))] += 1
+                if self.role == "doctor" or (self.id < peer and not self.from_doctor(peer)):
+                    return self.inbox.put_nowait(message)
             await self.send({"type": "answer", "sdp": SDP, "to": peer})
             self.answered.add(peer)
             await self.trickle(peer)
@@ -169,6 +180,17 @@ class Person:
             self.candidates_from[message["from"]] += 1
             self.call.progress.set()
         self.inbox.put_nowait(message)
+
+    def from_doctor(self, peer: str) -> bool:
+        return any(p.id == peer and p.role == "doctor" for p in self.call.people)
+
+    def first_announcement(self, kind: str, peer: str) -> bool:
+        """The contract announces each admission once; count repeats (and offer once)."""
+        if peer in self.announced:
+            self.call.repeats[kind] += 1
+            return False
+        self.announced.add(peer)
+        return True
 
     async def offer(self, peer: str) -> None:
         self.offered.add(peer)
@@ -204,11 +226,14 @@ class MeshCall:
     sent: Counter = field(default_factory=Counter)
     received: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    repeats: Counter = field(default_factory=Counter)  # repeated announcements of one id
+    glare: Counter = field(default_factory=Counter)  # pairs in which both sides offered
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     people: list[Person] = field(default_factory=list)
     readers: list[asyncio.Task] = field(default_factory=list)
     closing: bool = False
     setup_ms: float | None = None
+    join_ms: float | None = None  # the nine HTTP joins, part of setup_ms
 
     def complete(self) -> bool:
         return all(a.pair_done(b) and b.pair_done(a) for a, b in combinations(self.people, 2))
@@ -243,6 +268,7 @@ async def set_up_call(port: int, provisioned: dict, index: int, timeout: float) 
         doctor_cookies = await join_project(
             port, provisioned["doctor_code"], "", provisioned["doctor_cookies"]
         )
+        call.join_ms = (time.perf_counter() - started) * 1000
         waiting = [Person(call, role, f"{role}{n}") for n, (role, _) in enumerate(codes)]
         for person, jar in zip(waiting, cookies, strict=True):
             await call.connect(person, port, jar)
@@ -293,10 +319,12 @@ async def run(deployment: Deployment, provisioned: list[dict], args) -> dict:
     for call in calls:
         errors.update(call.errors)
     await asyncio.gather(*(call.close() for call in calls))
-    sent, received = Counter(), Counter()
+    sent, received, repeats = Counter(), Counter(), Counter()
+    glare_pairs = sum(len(call.glare) for call in calls)
     for call in calls:
         sent.update(call.sent)
         received.update(call.received)
+        repeats.update(call.repeats)
 
     def per_call(counter: Counter) -> dict:
         return {k: round(v / len(calls), 1) for k, v in sorted(counter.items())} if calls else {}
@@ -309,12 +337,18 @@ async def run(deployment: Deployment, provisioned: list[dict], args) -> dict:
         "calls_set_up": len(calls),
         "setup_seconds": round(elapsed_s, 3),
         "setup_ms": latency_summary([c.setup_ms for c in calls]),
+        "join_ms": latency_summary([c.join_ms for c in calls]),
+        "signaling_ms": latency_summary([c.setup_ms - c.join_ms for c in calls]),
         "messages_per_call": {
             "sent_by_clients": round(sum(sent.values()) / len(calls), 1) if calls else None,
             "delivered_by_server": round(sum(received.values()) / len(calls), 1) if calls else None,
             "sent_by_type": per_call(sent),
             "delivered_by_type": per_call(received),
+            "repeated_announcements": per_call(repeats),
         },
+        # Pairs in which both sides made the first offer because the server's
+        # announcements of two admissions crossed (each side thought it was earlier).
+        "glare_pairs_per_call": round(glare_pairs / len(calls), 1) if calls else None,
         "server_cpu_s": probe.between("start", "setup"),
         "server_cpu_ms_per_call": round(probe.between("start", "setup") / len(calls) * 1000, 1)
         if calls
@@ -348,8 +382,12 @@ def report(result: dict) -> None:
         ("set-up per call p50 (ms)", fmt(result["setup_ms"]["p50_ms"])),
         ("set-up per call p95 (ms)", fmt(result["setup_ms"]["p95_ms"])),
         ("set-up per call max (ms)", fmt(result["setup_ms"]["max_ms"])),
+        ("  of it: 9 HTTP joins p50 (ms)", fmt(result["join_ms"]["p50_ms"])),
+        ("  of it: signaling p50 (ms)", fmt(result["signaling_ms"]["p50_ms"])),
         ("messages sent by clients per call", fmt(messages["sent_by_clients"])),
         ("messages delivered per call", fmt(messages["delivered_by_server"])),
+        ("repeated announcements per call", fmt(sum(messages["repeated_announcements"].values()))),
+        ("pairs where both sides offered", fmt(result["glare_pairs_per_call"])),
         ("server CPU ms per call", fmt(result["server_cpu_ms_per_call"])),
         ("server peak RSS (MiB)", fmt(result["server_peak_rss_mib"])),
         ("errors", fmt(result["errors"])),

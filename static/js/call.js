@@ -465,7 +465,9 @@ function createPeer(id, { weOffered }) {
   if (!state.directory.has(id)) remember(id, state.legacy ? id : "", "");
   const person = personOf(id);
   const peer = new Peer({
-    polite: isPolite(selfRole, person.role, weOffered),
+    // Asked at each collision: both ids can change with a reconnect.
+    polite: () => isPolite(selfRole, personOf(entry.id).role || person.role, state.selfId, entry.id),
+    offerer: weOffered,
     iceServers: state.iceServers,
     stream: state.stream,
   });

@@ -7,8 +7,10 @@
 //  - the doctor offers to everyone it receives `admitted` for;
 //  - between two non-doctors, the one admitted earlier offers to the newcomer, i.e. on
 //    `participant-joined`; the newcomer waits for offers from everyone already there.
-// The offering side is also the *impolite* side of perfect negotiation, so that a later
-// collision (both restart ICE at once) is resolved the same way on both ends.
+// Glare (both sides offering at once) is resolved by perfect negotiation: the doctor is
+// always the impolite side; between two non-doctors the one with the greater id is
+// polite. That is decided from the ids alone, so both sides agree even when the server's
+// announcements of two admissions crossed and both sides made the first offer.
 
 export const DOCTOR = "doctor";
 export const PATIENT = "patient";
@@ -25,11 +27,11 @@ export function offersTo(selfRole, event, otherRole) {
   return event === "participant-joined"; // we were admitted before the newcomer
 }
 
-/** The polite side of a pair (perfect negotiation): the side that did not offer first. */
-export function isPolite(selfRole, otherRole, weOffered) {
+/** The polite side of a pair (perfect negotiation), the same answer on both ends. */
+export function isPolite(selfRole, otherRole, selfId, otherId) {
   if (selfRole === DOCTOR) return false;
   if (otherRole === DOCTOR) return true;
-  return !weOffered;
+  return String(selfId) > String(otherId);
 }
 
 const ROLE_RANK = { [DOCTOR]: 0, [PATIENT]: 1, [GUEST]: 2 };

@@ -2,11 +2,12 @@
 // pattern (WebRTC 1.0 specification, section "Perfect negotiation example"). A call of
 // more than two people holds one of these per pair (mesh.js says who offers).
 //
-// Roles: the side that makes the first offer (the doctor, or between two non-doctors
-// the one admitted earlier) is the *impolite* peer, the other one the *polite* peer.
+// Roles: the doctor is always the *impolite* peer; between two non-doctors mesh.js picks
+// the polite one from both ids, so that both sides agree even if both made the first
+// offer (the server's announcements of two near-simultaneous admissions can cross).
 // When both sides offer at the same moment (e.g. both restart ICE), the impolite side's
-// offer wins and the polite side rolls its own offer back. The polite side creates its
-// connection lazily when the first offer arrives.
+// offer wins and the polite side rolls its own offer back. The side that does not make
+// the first offer creates its connection lazily when that offer arrives.
 //
 // ICE is trickled (every candidate is sent as it is found, `null` at the end). When
 // the connection fails, or stays "disconnected" for a few seconds, we restart ICE.
@@ -30,9 +31,11 @@ const DEGRADATION_PREFERENCE = "balanced";
  *  - "channel-open", "channel-close", "channel-message" (detail = parsed object)
  */
 export class Peer extends EventTarget {
-  constructor({ polite, iceServers, stream }) {
+  /** `polite`: a boolean, or a function asked at each collision (ids can change). */
+  constructor({ polite, offerer = !polite, iceServers, stream }) {
     super();
-    this.polite = polite;
+    this.politeness = polite;
+    this.offerer = offerer;
     this.stream = stream;
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -52,7 +55,7 @@ export class Peer extends EventTarget {
       const track = this.stream ? this.stream.getTracks().find((t) => t.kind === kind) : null;
       if (track) {
         this.pc.addTrack(track, this.stream);
-      } else if (!this.polite) {
+      } else if (this.offerer) {
         // No device of this kind: still offer to *receive* it from the other side.
         this.pc.addTransceiver(kind, { direction: "recvonly" });
       }
@@ -81,6 +84,10 @@ export class Peer extends EventTarget {
       }
       if (message && typeof message.type === "string") this.emit("channel-message", message);
     });
+  }
+
+  get polite() {
+    return typeof this.politeness === "function" ? this.politeness() : this.politeness;
   }
 
   async negotiate() {
