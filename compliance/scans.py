@@ -214,7 +214,10 @@ FIELD_ALLOWLIST: dict[str, set[str]] = {
         "cancelled_at",
         "doctor_code_digest",
         "patient_code_digest",
+        "codes_version",  # a counter of re-issues
     },
+    # Guest codes: a slot number 0-6 and the code's keyed digest.
+    "consultations.guestcode": {"id", "appointment", "slot", "digest"},
     "consultations.apikey": {"id", "practice", "digest", "prefix", "created_at"},
     # Accounts of doctors, staff and auditors (never patients).
     "auth.user": {

@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from consultations import services
-from consultations.models import ApiKey, Appointment, Membership, Practice
+from consultations.models import MAX_GUESTS, ApiKey, Appointment, Membership, Practice
 
 ORGANISER_ROLES = (Membership.Role.DOCTOR, Membership.Role.STAFF)
 
@@ -64,6 +64,18 @@ class AppointmentForm(forms.ModelForm):
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
+    guests = forms.IntegerField(
+        label=_("Number of guests"),
+        min_value=0,
+        max_value=MAX_GUESTS,
+        initial=0,
+        required=False,
+        help_text=_(
+            "Support persons, carers or interpreters joining with their own code "
+            "(at most %(max)d; at most nine people in one call)."
+        )
+        % {"max": MAX_GUESTS},
+    )
 
     class Meta:
         model = Appointment
@@ -84,6 +96,9 @@ class AppointmentForm(forms.ModelForm):
             raise forms.ValidationError(_("Appointments can be booked at most 29 days in advance."))
         return scheduled_at
 
+    def clean_guests(self):
+        return self.cleaned_data.get("guests") or 0
+
 
 @admin.register(Appointment)
 class AppointmentAdmin(admin.ModelAdmin):
@@ -92,7 +107,7 @@ class AppointmentAdmin(admin.ModelAdmin):
     list_select_related = ["doctor", "practice"]
     list_filter = [("practice", admin.RelatedOnlyFieldListFilter)]
     date_hierarchy = "scheduled_at"
-    actions = ["cancel_selected", "reissue_codes"]
+    actions = ["cancel_selected", "reissue_codes", "add_guest_code"]
     codes_template = "admin/consultations/appointment/codes.html"
 
     # --- scope ------------------------------------------------------------------------
@@ -130,6 +145,10 @@ class AppointmentAdmin(admin.ModelAdmin):
         # Deletion is the purge job's; staff cancel instead.
         return False
 
+    def get_fields(self, request, obj=None):
+        # The number of guests is asked when creating; guest codes are added by an action.
+        return ["doctor", "scheduled_at", "guests"] if obj is None else ["doctor", "scheduled_at"]
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         practices = organised_practices(request)
@@ -151,7 +170,9 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         issued = services.create_appointment(
-            doctor=form.cleaned_data["doctor"], scheduled_at=form.cleaned_data["scheduled_at"]
+            doctor=form.cleaned_data["doctor"],
+            scheduled_at=form.cleaned_data["scheduled_at"],
+            guests=form.cleaned_data.get("guests") or 0,
         )
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
@@ -204,6 +225,31 @@ class AppointmentAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 _("Expired or cancelled appointments get no new codes."),
+                messages.WARNING,
+            )
+        if not issued_list:
+            return None
+        return self.render_codes(request, issued_list)
+
+    @admin.action(description=_("Add a guest code"))
+    def add_guest_code(self, request, queryset):
+        """One more guest code per selected appointment, shown once with its own slip."""
+        issued_list, refused = [], 0
+        for appointment in queryset.select_related("doctor", "practice"):
+            try:
+                code = services.add_guest_code(appointment)
+            except services.AppointmentError:
+                refused += 1
+                continue
+            issued_list.append(services.IssuedAppointment(appointment, "", "", (code,)))
+        if refused:
+            self.message_user(
+                request,
+                _(
+                    "Expired or cancelled appointments and appointments with %(max)d guests "
+                    "get no further guest code."
+                )
+                % {"max": MAX_GUESTS},
                 messages.WARNING,
             )
         if not issued_list:

@@ -69,5 +69,15 @@ def _delete(request, api_key, appointment_id: str) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def _add_guest(request, api_key, appointment_id: str) -> JsonResponse:
+    return JsonResponse(api_services.add_guest(api_key, appointment_id), status=201)
+
+
+def _reissue(request, api_key, appointment_id: str) -> JsonResponse:
+    return JsonResponse(api_services.reissue(api_key, appointment_id))
+
+
 appointments = _api_view({"POST": _create})
 appointment = _api_view({"GET": _read, "DELETE": _delete})
+appointment_guests = _api_view({"POST": _add_guest})
+appointment_codes = _api_view({"POST": _reissue})

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from consultations import services
-from consultations.models import ApiKey, Appointment
+from consultations.models import MAX_GUESTS, ApiKey, Appointment
 from redconnect import throttle
 
 MAX_BODY_BYTES = 4096  # a create request is well under 200 bytes
@@ -115,7 +115,7 @@ def parse_time(value: object) -> datetime:
     return moment
 
 
-def parse_create_request(body: bytes) -> tuple[str, datetime]:
+def parse_create_request(body: bytes) -> tuple[str, datetime, int]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # decode errors, bad JSON, absurd nesting
@@ -127,12 +127,20 @@ def parse_create_request(body: bytes) -> tuple[str, datetime]:
         raise ApiError(400, f"Missing field: {', '.join(missing)}.")
     if not isinstance(data["doctor"], str):
         raise ApiError(400, "doctor must be a username string.")
-    return data["doctor"], parse_time(data["scheduled_at"])
+    return data["doctor"], parse_time(data["scheduled_at"]), parse_guests(data)
+
+
+def parse_guests(data: dict) -> int:
+    """The optional number of guest codes: an integer 0–7 (JSON true is no number)."""
+    guests = data.get("guests", 0)
+    if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= MAX_GUESTS:
+        raise ApiError(400, f"guests must be an integer from 0 to {MAX_GUESTS}.")
+    return guests
 
 
 def create_appointment(api_key: ApiKey, body: bytes) -> dict:
     """Issue an appointment for a doctor of the key's practice; the codes are in the result."""
-    username, scheduled_at = parse_create_request(body)
+    username, scheduled_at, guests = parse_create_request(body)
     doctor = get_user_model().objects.filter(username=username).first()
     if doctor is None or services.doctor_membership(doctor, api_key.practice) is None:
         # The same answer for unknown users and other practices' doctors: the API
@@ -140,7 +148,7 @@ def create_appointment(api_key: ApiKey, body: bytes) -> dict:
         raise ApiError(400, f"{username} is not an active doctor of this practice.")
     try:
         issued = services.create_appointment(
-            doctor=doctor, scheduled_at=scheduled_at, practice=api_key.practice
+            doctor=doctor, scheduled_at=scheduled_at, practice=api_key.practice, guests=guests
         )
     except services.AppointmentError as exc:
         raise ApiError(400, str(exc)) from None
@@ -175,3 +183,28 @@ def appointment_as_json(appointment: Appointment) -> dict:
 def cancel(api_key: ApiKey, appointment_id: str) -> None:
     """Cancel (idempotent): codes stop working and live connections are closed (4001)."""
     services.cancel_appointment(appointment_of(api_key, appointment_id))
+
+
+# --- Guests and re-issue ------------------------------------------------------------------
+
+
+def add_guest(api_key: ApiKey, appointment_id: str) -> dict:
+    """One more guest code (400 once the appointment has seven, or is no longer valid)."""
+    appointment = appointment_of(api_key, appointment_id)
+    try:
+        return {"guest_code": services.add_guest_code(appointment)}
+    except services.AppointmentError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def reissue(api_key: ApiKey, appointment_id: str) -> dict:
+    """New codes for every seat; joins made with the old codes end at once (4001)."""
+    appointment = appointment_of(api_key, appointment_id)
+    if not appointment.is_valid():
+        raise ApiError(400, "Expired or cancelled appointments get no new codes.")
+    issued = services.reissue_codes(appointment)
+    return {
+        "doctor_code": issued.doctor_code,
+        "patient_code": issued.patient_code,
+        "guest_codes": list(issued.guest_codes),
+    }

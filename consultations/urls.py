@@ -12,4 +12,14 @@ urlpatterns = [
     path("transparenz/", public.transparency, name="transparency"),
     path("api/v1/appointments", api.appointments, name="api-appointments"),
     path("api/v1/appointments/<str:appointment_id>", api.appointment, name="api-appointment"),
+    path(
+        "api/v1/appointments/<str:appointment_id>/guests",
+        api.appointment_guests,
+        name="api-appointment-guests",
+    ),
+    path(
+        "api/v1/appointments/<str:appointment_id>/codes",
+        api.appointment_codes,
+        name="api-appointment-codes",
+    ),
 ]

@@ -140,3 +140,82 @@ def test_superuser_sees_all_practices(client, superuser, issued, other_practice_
     login(client, superuser)
     page = client.get(LIST_URL).content.decode()
     assert "Praxis Dr. Alpha" in page and "Praxis Dr. Beta" in page
+
+
+# --- Guests (issue 12) -----------------------------------------------------------------
+
+
+def _codes(html: str, role: str) -> list[str]:
+    return re.findall(rf'data-role="{role}">([^<]+)<', html)
+
+
+def test_add_form_asks_for_the_number_of_guests(client, staff, doctor, now_local):
+    login(client, staff)
+    form = client.get(ADD_URL, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert 'name="guests"' in form and "Anzahl der Gäste" in form
+    data = {**add_form_data(doctor, now_local.strftime("%Y-%m-%dT%H:%M")), "guests": "2"}
+    response = client.post(ADD_URL, data, HTTP_ACCEPT_LANGUAGE="de")
+    html = response.content.decode()
+    guests = _codes(html, "guest-code")
+    assert len(set(guests)) == 2 and len(_codes(html, "patient-code")) == 1
+    appointment = Appointment.objects.get()
+    for code in guests:
+        match = services.find_by_code(code)
+        assert match.role == "guest" and match.appointment == appointment
+    # One printable slip per guest, in German.
+    assert html.count('class="rc-slip"') == 3
+    assert "Gastzettel 1" in html and "Gastzettel 2" in html and "Gastzugang" in html
+    page = client.get(reverse("admin:consultations_appointment_change", args=[appointment.pk]))
+    assert all(code not in page.content.decode() for code in guests)
+
+
+@pytest.mark.parametrize("guests", ["8", "-1", "x"])
+def test_add_form_refuses_a_bad_number_of_guests(client, staff, doctor, guests):
+    login(client, staff)
+    response = client.post(ADD_URL, {**add_form_data(doctor), "guests": guests})
+    assert response.status_code == 200 and not Appointment.objects.exists()
+
+
+def test_add_guest_code_action(client, staff, issued):
+    login(client, staff)
+    action = {"action": "add_guest_code", "_selected_action": [str(issued.appointment.pk)]}
+    response = client.post(LIST_URL, action, HTTP_ACCEPT_LANGUAGE="de")
+    html = response.content.decode()
+    (guest,) = _codes(html, "guest-code")
+    assert services.find_by_code(guest).role == "guest"
+    assert not _codes(html, "patient-code") and not _codes(html, "doctor-code")
+    assert "no-store" in response["Cache-Control"]
+    for _ in range(6):
+        client.post(LIST_URL, action)
+    response = client.post(LIST_URL, action, HTTP_ACCEPT_LANGUAGE="de", follow=True)
+    assert "keinen weiteren Gastcode" in response.content.decode()
+    assert issued.appointment.guest_codes.count() == 7
+
+
+def test_add_guest_code_is_in_german_in_the_action_list(client, staff, issued):
+    login(client, staff)
+    page = client.get(LIST_URL, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Gastcode hinzufügen" in page
+
+
+def test_reissue_action_renews_guest_codes_and_ends_old_joins(client, staff, doctor):
+    issued = services.create_appointment(doctor=doctor, guests=2)
+    patient = type(client)()
+    assert (
+        patient.post("/", {"code": issued.patient_code, "name": "P", "consent": "on"}).status_code
+        == 302
+    )
+    assert patient.get("/call/").status_code == 200
+    login(client, staff)
+    response = client.post(
+        LIST_URL, {"action": "reissue_codes", "_selected_action": [str(issued.appointment.pk)]}
+    )
+    html = response.content.decode()
+    assert len(_codes(html, "guest-code")) == 2
+    for old in issued.guest_codes:
+        assert services.find_by_code(old) is None
+    for new in _codes(html, "guest-code"):
+        assert services.find_by_code(new).appointment == issued.appointment
+    # The join made with the old patient code is over.
+    response = patient.get("/call/")
+    assert response.status_code == 302 and response["Location"] == "/"

@@ -13,10 +13,18 @@ from django.test import override_settings
 from django.utils import timezone
 
 from consultations import api_services, services
-from consultations.models import Appointment
+from consultations.models import Appointment, GuestCode
 
 CREATE_URL = "/api/v1/appointments"
-FIELDS = {"id", "doctor_code", "patient_code", "join_url", "scheduled_at", "expires_at"}
+FIELDS = {
+    "id",
+    "doctor_code",
+    "patient_code",
+    "guest_codes",
+    "join_url",
+    "scheduled_at",
+    "expires_at",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +78,90 @@ def test_create_returns_the_fields_of_create_appointment_json(client, key, docto
     # the clear codes are nowhere in the database
     stored = json.dumps(list(Appointment.objects.values()), default=str)
     assert data["patient_code"] not in stored and data["doctor_code"].replace("-", "") not in stored
+
+
+def test_create_with_guest_codes(client, key, doctor):
+    response = post(client, {"doctor": "doc", "scheduled_at": in_days(1), "guests": 3}, key)
+    assert response.status_code == 201
+    data = response.json()
+    assert len(data["guest_codes"]) == 3
+    for code in data["guest_codes"]:
+        match = services.find_by_code(code)
+        assert match.role == "guest" and str(match.appointment.pk) == data["id"]
+    stored = json.dumps(list(GuestCode.objects.values()), default=str)
+    assert all(
+        code.replace("-", "") not in stored and code not in stored for code in data["guest_codes"]
+    )
+    assert (
+        post(client, {"doctor": "doc", "scheduled_at": in_days(1)}, key).json()["guest_codes"] == []
+    )
+
+
+@pytest.mark.parametrize("guests", [-1, 8, 2.0, "2", True, None, [1]])
+def test_create_refuses_a_bad_number_of_guests(client, key, doctor, guests):
+    body = {"doctor": "doc", "scheduled_at": in_days(1), "guests": guests}
+    response = post(client, body, key)
+    assert response.status_code == 400 and "guests" in response.json()["error"]
+    assert not Appointment.objects.exists()
+
+
+def guests_url(appointment_id) -> str:
+    return f"/api/v1/appointments/{appointment_id}/guests"
+
+
+def codes_url(appointment_id) -> str:
+    return f"/api/v1/appointments/{appointment_id}/codes"
+
+
+def test_add_guest_codes_up_to_seven(client, key, issued):
+    codes = []
+    for _ in range(7):
+        response = client.post(guests_url(issued.appointment.pk), **auth(key))
+        assert response.status_code == 201
+        assert set(response.json()) == {"guest_code"}
+        codes.append(response.json()["guest_code"])
+    assert len(set(codes)) == 7
+    assert {services.find_by_code(code).appointment for code in codes} == {issued.appointment}
+    response = client.post(guests_url(issued.appointment.pk), **auth(key))
+    assert response.status_code == 400 and response.json()["error"]
+    assert GuestCode.objects.filter(appointment=issued.appointment).count() == 7
+
+
+def test_guests_and_codes_of_another_practice_are_404(client, other_key, issued):
+    for url in (guests_url(issued.appointment.pk), codes_url(issued.appointment.pk)):
+        response = client.post(url, **auth(other_key))
+        assert response.status_code == 404 and response.json()["error"]
+    assert not GuestCode.objects.exists()
+    assert services.find_by_code(issued.patient_code) is not None
+
+
+def test_guests_and_codes_need_a_key_and_post(client, key, issued):
+    for url in (guests_url(issued.appointment.pk), codes_url(issued.appointment.pk)):
+        assert client.post(url).status_code == 401
+        assert client.get(url, **auth(key)).status_code == 405
+
+
+def test_no_guest_code_for_a_cancelled_appointment(client, key, issued):
+    services.cancel_appointment(issued.appointment)
+    response = client.post(guests_url(issued.appointment.pk), **auth(key))
+    assert response.status_code == 400
+    response = client.post(codes_url(issued.appointment.pk), **auth(key))
+    assert response.status_code == 400
+
+
+def test_reissue_through_the_api(client, key, doctor):
+    created = post(client, {"doctor": "doc", "scheduled_at": in_days(0), "guests": 2}, key).json()
+    response = client.post(codes_url(created["id"]), **auth(key))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    data = response.json()
+    assert set(data) == {"doctor_code", "patient_code", "guest_codes"}
+    assert len(data["guest_codes"]) == 2
+    for old in (created["doctor_code"], created["patient_code"], *created["guest_codes"]):
+        assert services.find_by_code(old) is None
+    assert services.find_by_code(data["doctor_code"]).role == "doctor"
+    assert services.find_by_code(data["patient_code"]).role == "patient"
+    assert [services.find_by_code(c).role for c in data["guest_codes"]] == ["guest", "guest"]
 
 
 def test_create_needs_no_csrf_token(key, doctor):

@@ -62,10 +62,12 @@ def test_create_appointment_json(capsys, doctor):
         "id",
         "doctor_code",
         "patient_code",
+        "guest_codes",
         "join_url",
         "scheduled_at",
         "expires_at",
     }
+    assert out["guest_codes"] == []
     assert CODE.match(out["doctor_code"]) and CODE.match(out["patient_code"])
     assert out["join_url"] == "http://127.0.0.1:8000/"
     scheduled = datetime.fromisoformat(out["scheduled_at"])
@@ -73,6 +75,27 @@ def test_create_appointment_json(capsys, doctor):
     assert services.find_by_code(out["patient_code"]).appointment.pk.hex == out["id"].replace(
         "-", ""
     )
+
+
+@pytest.mark.parametrize("guests", [1, 7])
+def test_create_appointment_with_guest_codes(capsys, doctor, guests):
+    out = run_json(
+        capsys, "create_appointment", "--doctor", doctor.username, "--guests", str(guests)
+    )
+    assert len(out["guest_codes"]) == guests and all(CODE.match(c) for c in out["guest_codes"])
+    codes = {out["doctor_code"], out["patient_code"], *out["guest_codes"]}
+    assert len(codes) == guests + 2
+    for code in out["guest_codes"]:
+        match = services.find_by_code(code)
+        assert match.role == "guest" and str(match.appointment.pk) == out["id"]
+    assert {services.find_by_code(c).guest_slot for c in out["guest_codes"]} == set(range(guests))
+
+
+@pytest.mark.parametrize("guests", ["-1", "8", "x"])
+def test_create_appointment_refuses_a_bad_number_of_guests(doctor, guests):
+    with pytest.raises(CommandError):
+        call_command("create_appointment", "--doctor", doctor.username, "--guests", guests)
+    assert not services.Appointment.objects.exists()
 
 
 def test_create_appointment_at_a_given_time(capsys, doctor):

@@ -395,3 +395,65 @@ def test_doctor_join_cookie_does_not_work_for_another_login(client, issued, doct
     login(other, staff)
     other.cookies[settings.JOIN_COOKIE_NAME] = cookie
     assert other.get("/call/")["Location"] == "/"
+
+
+# --- Guests and re-issue (issues 11 and 12) --------------------------------------------
+
+
+@pytest.fixture
+def with_guests(doctor) -> services.IssuedAppointment:
+    return services.create_appointment(doctor=doctor, guests=2)
+
+
+def test_guest_code_joins_as_guest_on_its_own_seat(client, with_guests):
+    response = post_join(client, with_guests.guest_codes[1], name="  Gerd Gast ")
+    assert response.status_code == 302 and response["Location"] == "/call/"
+    join = joinsession.read_join(join_cookie(response).value)
+    assert join.role == "guest" and join.display_name == "Gerd Gast"
+    assert join.guest_slot == 1 and join.seat == "guest-1" and join.user_id is None
+    assert client.get("/call/").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_guest_needs_a_name_and_consent(client, with_guests, name):
+    assert post_join(client, with_guests.guest_codes[0], name=name).status_code == 200
+    assert post_join(client, with_guests.guest_codes[0], consent=False).status_code == 200
+    assert settings.JOIN_COOKIE_NAME not in client.cookies
+
+
+def test_guest_codes_of_one_appointment_do_not_open_another(client, doctor, with_guests):
+    other = services.create_appointment(doctor=doctor, guests=1)
+    match = services.find_by_code(other.guest_codes[0])
+    assert match.appointment == other.appointment
+    post_join(client, with_guests.guest_codes[0])
+    join = joinsession.read_join(client.cookies[settings.JOIN_COOKIE_NAME].value)
+    assert join.appointment_id == str(with_guests.appointment.pk)
+
+
+def test_guest_codes_die_with_the_appointment(client, with_guests):
+    services.cancel_appointment(with_guests.appointment)
+    response = post_join(client, with_guests.guest_codes[0])
+    assert response.status_code == 200 and "ungültig" in errors_of(response)
+    with time_machine.travel(with_guests.appointment.expires_at + timedelta(seconds=1)):
+        assert services.find_by_code(with_guests.guest_codes[1]) is None
+
+
+def test_reissue_ends_patient_and_guest_joins_but_not_the_doctors(client, with_guests, doctor):
+    patient, guest = Client(), Client()
+    post_join(patient, with_guests.patient_code)
+    post_join(guest, with_guests.guest_codes[0])
+    login(client, doctor)
+    assert post_join(client, with_guests.doctor_code, name="").status_code == 302
+    issued = services.reissue_codes(with_guests.appointment)
+    for browser in (patient, guest):
+        response = browser.get("/call/")
+        assert response.status_code == 302 and response["Location"] == "/"
+    assert client.get("/call/").status_code == 200  # bound to the doctor's login
+    # A new join with the new codes works, a forged "old version" cookie does not.
+    fresh = Client()
+    assert post_join(fresh, issued.patient_code).status_code == 302
+    assert fresh.get("/call/").status_code == 200
+    join = joinsession.read_join(fresh.cookies[settings.JOIN_COOKIE_NAME].value)
+    assert join.codes_version == 2
+    stale = joinsession.JoinData(join.appointment_id, "patient", "P", join_id="x", codes_version=1)
+    assert joinsession.check_join(stale, None).close_code == 4001

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from consultations import services
 from consultations.management.commands._json import emit
+from consultations.models import MAX_GUESTS
 
 
 def parse_time(value: str) -> datetime:
@@ -19,20 +20,28 @@ def parse_time(value: str) -> datetime:
 
 
 class Command(BaseCommand):
-    help = "Create an appointment for a doctor and print both access codes once."
+    help = "Create an appointment for a doctor and print its access codes once."
 
     def add_arguments(self, parser):
         parser.add_argument("--doctor", required=True, help="username of a doctor member")
         parser.add_argument("--at", help="ISO 8601 time (default: now)")
+        parser.add_argument(
+            "--guests",
+            type=int,
+            default=0,
+            help=f"number of guest codes, 0–{MAX_GUESTS} (support person, interpreter, …)",
+        )
         parser.add_argument("--json", action="store_true", help="print JSON")
 
-    def handle(self, *args, doctor: str, at: str | None, json: bool, **options):
+    def handle(self, *args, doctor: str, at: str | None, json: bool, guests: int, **options):
+        if not 0 <= guests <= MAX_GUESTS:
+            raise CommandError(f"--guests must be between 0 and {MAX_GUESTS}, not {guests}.")
         user = get_user_model().objects.filter(username=doctor).first()
         if user is None:
             raise CommandError(f"Unknown user: {doctor!r}")
         try:
             issued = services.create_appointment(
-                doctor=user, scheduled_at=parse_time(at) if at else None
+                doctor=user, scheduled_at=parse_time(at) if at else None, guests=guests
             )
         except services.AppointmentError as exc:
             raise CommandError(str(exc)) from None
@@ -46,6 +55,10 @@ class Command(BaseCommand):
                     f"Appointment {payload['id']} at {payload['scheduled_at']}",
                     f"  doctor code:  {payload['doctor_code']}",
                     f"  patient code: {payload['patient_code']}",
+                    *(
+                        f"  guest code {number}: {code}"
+                        for number, code in enumerate(payload["guest_codes"], start=1)
+                    ),
                     f"  join at:      {payload['join_url']}",
                     f"  valid until:  {payload['expires_at']}",
                 ]
