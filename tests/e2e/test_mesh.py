@@ -156,7 +156,7 @@ def test_everyone_decodes_both_others_over_direct_pairs(mesh):
         others = {ids[p] for p in (doctor, patient, guest) if p is not person}
         assert set(seen) == others  # one connection per pair, keyed by the other's id
         for pair in seen.values():
-            assert pair["dtls"] == "connected"
+            assert pair["dtls"] == "connected", pair
             # Directly between the two browsers, no relay (KBV § 5 Nr. 5). The remote side
             # may show as peer-reflexive: its check arrived before its trickled candidate.
             assert pair["local"] == "host" and pair["remote"] in ("host", "prflx"), pair
