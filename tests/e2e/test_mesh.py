@@ -13,6 +13,7 @@ and patient keep talking, uncapped again.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -75,18 +76,35 @@ def own_id(participant: Participant) -> str:
     return participant.page.evaluate("() => window.redconnect.id")
 
 
-def wait_pairs_decoding(participant: Participant, count: int, frames_above: dict | int) -> None:
-    """Until `count` pairs are connected and each decodes more video than `frames_above`."""
-    participant.page.wait_for_function(
-        f"async ([count, above]) => {{ const pairs = await ({PAIRS_JS})();"
-        " const values = Object.entries(pairs);"
-        " return values.length === count && values.every(([id, p]) =>"
-        " p.connection === 'connected'"
-        " && p.framesDecoded > (typeof above === 'number' ? above : (above[id] || 0))); }",
-        arg=[count, frames_above],
-        timeout=30_000,
-        polling=250,
-    )
+def wait_pairs_decoding(participant: Participant, count: int, frames_above: dict | int) -> dict:
+    """Until `count` pairs are connected and each decodes more video than `frames_above`.
+
+    Polled from Python: page.wait_for_function does not await an async predicate (the
+    returned Promise counts as truthy at once), and getStats is async.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        seen = pairs(participant)
+        if len(seen) == count and all(
+            pair["connection"] == "connected"
+            and pair["framesDecoded"]
+            > (frames_above if isinstance(frames_above, int) else frames_above.get(peer, 0))
+            for peer, pair in seen.items()
+        ):
+            return seen
+        assert time.monotonic() < deadline, f"pairs not decoding in time: {seen}"
+        participant.page.wait_for_timeout(250)
+
+
+def wait_pairs(participant: Participant, predicate, what: str) -> dict:
+    """Until predicate(pairs) holds (polled, see wait_pairs_decoding)."""
+    deadline = time.monotonic() + 30
+    while True:
+        seen = pairs(participant)
+        if predicate(seen):
+            return seen
+        assert time.monotonic() < deadline, f"{what}: {seen}"
+        participant.page.wait_for_timeout(250)
 
 
 def admit_from_waiting_list(doctor: Participant, name: str) -> None:
@@ -214,7 +232,7 @@ def test_chat_reaches_everyone_peer_to_peer(mesh):
             '[data-role="chat-log"] [data-side="peer"]', has_text="Guten Tag in die Runde"
         ).wait_for()
     guest.page.fill('[data-role="chat-input"]', "Ich übersetze.")
-    guest.page.locator('[data-role="chat-send"]').click()
+    guest.page.press('[data-role="chat-input"]', "Enter")  # the form submits on Enter too
     for person in (doctor, patient):
         message = person.page.locator(
             '[data-role="chat-log"] [data-side="peer"]', has_text="Ich übersetze."
@@ -226,13 +244,16 @@ def test_chat_reaches_everyone_peer_to_peer(mesh):
 def test_three_people_share_the_uplink_audio_first(mesh):
     doctor, patient, guest, budget = mesh
     assert budget is not None and budget["peers"] == 2
+    cap = budget["videoKbps"] * 1000
     for person in (doctor, patient, guest):
-        person.page.wait_for_function(
-            f"async (max) => Object.values(await ({PAIRS_JS})())"
-            ".every((p) => p.maxBitrate === max)",
-            arg=budget["videoKbps"] * 1000,
+        seen = wait_pairs(
+            person,
+            lambda seen, cap=cap: (
+                len(seen) == 2 and all(p["maxBitrate"] == cap for p in seen.values())
+            ),
+            "video not shared out",
         )
-        for pair in pairs(person).values():
+        for pair in seen.values():
             assert pair["scale"] == budget["scaleResolutionDownBy"]
 
 
@@ -267,8 +288,10 @@ def test_guest_sent_back_to_waiting_room_and_the_others_keep_talking(mesh):
     for person in (doctor, patient):
         other = ids[patient] if person is doctor else ids[doctor]
         wait_pairs_decoding(person, 1, {other: before[person][other] + 30})
-        person.page.wait_for_function(
-            f"async () => Object.values(await ({PAIRS_JS})()).every((p) => p.maxBitrate === null)"
+        wait_pairs(
+            person,
+            lambda seen: all(p["maxBitrate"] is None for p in seen.values()),
+            "still capped with two people",
         )
         assert person.page.get_attribute('[data-role="tiles"]', "data-count") == "2"
         assert person.state("connection-state") == "connected"
