@@ -327,6 +327,9 @@ async function offerAfterAdmission(id) {
 
 function offerTo(id) {
   const entry = state.peers.get(id);
+  // An id is announced once per admission; a repeat while we are still connecting
+  // (crossed announcements) must not throw that attempt away.
+  if (entry && ["new", "connecting"].includes(entry.peer.pc.connectionState)) return;
   if (entry && entry.peer.pc.connectionState === "connected") {
     const ice = entry.peer.pc.iceConnectionState;
     entry.stale = false;
