@@ -7,33 +7,30 @@ PORT ?= 8000
 # The address printed on slips and used for the CSP follows the port `make run` serves on.
 PUBLIC_URL ?= http://$(HOST):$(PORT)
 export PUBLIC_URL
-# WeasyPrint (compliance PDF) needs Pango and the DejaVu fonts.
-APT_RUN := gettext libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
-APT_TEST := gettext redis-server chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
 
-.PHONY: run test lint messages migrate demo apt-run apt-test help
+.PHONY: run test lint messages migrate demo system-run system-test help
 
 help:
 	@echo "make run   - install, migrate, seed demo data, print codes, serve on http://$(HOST):$(PORT)/"
 	@echo "make test  - install, start test services, run the whole test suite"
 
-# Debian packages, installed only when missing (root or sudo needed the first time).
-apt-%:
-	@pkgs="$(APT_$(shell echo $* | tr a-z A-Z))"; missing=""; \
-	for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+# Debian packages, installed only when missing (root or sudo the first time). The list,
+# with what each package is for: scripts/debian-packages.txt.
+system-run system-test: system-%:
+	@scripts/install-debian-packages.sh $*
 
 $(VENV)/.runtime: requirements.txt
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(VENV)/bin/pip || python3 -m venv --clear $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
 
 $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# Test-only JavaScript packages (axe-core), pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 messages: $(VENV)/.runtime
@@ -56,10 +53,10 @@ demo: migrate var/demo-password
 	@echo "Patient: open http://$(HOST):$(PORT)/ and enter a name and the patient code."
 	@echo "Doctor: log in as demo-arzt, then enter the doctor code on the same page."; echo
 
-run: apt-run $(VENV)/.runtime messages demo
+run: system-run $(VENV)/.runtime messages demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: apt-test $(VENV)/.dev messages
+test: system-test $(VENV)/.dev node_modules/.installed messages
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev

@@ -46,6 +46,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from compliance.registry import ProbeError, provides
 from consultations import services
 from consultations.models import Appointment, Membership, Practice
 
@@ -276,6 +277,11 @@ class JoinOutcome:
         login_path = reverse(settings.LOGIN_URL)
         return self.status == 302 and urlsplit(self.location).path == login_path
 
+    def describe(self) -> str:
+        """`HTTP 302 → /call/`, for evidence sentences."""
+        where = urlsplit(self.location).path if self.location else ""
+        return f"HTTP {self.status}" + (f" → {where}" if where else "")
+
 
 def outcome(response) -> JoinOutcome:
     cookie = response.cookies.get(settings.JOIN_COOKIE_NAME)
@@ -337,35 +343,53 @@ class LogCapture(logging.Handler):
 PUBLIC_PAGES = ("terms", "privacy", "faq", "imprint")
 
 
-def http_probe() -> dict[str, Any]:
+@dataclass(frozen=True)
+class HttpObservations:
+    """What the HTTP probe saw, as the join page and the pages answered a browser."""
+
+    join_page: Page
+    public_pages: dict[str, Page]  # by URL name
+    doctor_code_anonymous: JoinOutcome  # doctor's code, not logged in
+    doctor_code_staff: JoinOutcome  # doctor's code, logged in as practice staff
+    doctor_code_other_doctor: JoinOutcome  # appointment A's doctor code, doctor B logged in
+    doctor_code_own_doctor: JoinOutcome  # appointment A's doctor code, its doctor logged in
+    patient_join: JoinOutcome
+    call_page: Page  # the call page as the joined patient gets it
+    log_texts: list[str]  # every log record written while the probe ran
+
+
+@provides(HttpObservations)
+def http_probe() -> HttpObservations:
     """Everything the HTTP checks need, gathered in one rolled-back run."""
-    observations: dict[str, Any] = {}
     capture = LogCapture()
     with rolled_back_world() as world, capture.attached():
         anonymous = probe_client()
-        observations["join_page"] = fetch(anonymous, reverse("join"))
-        observations["public_pages"] = {
-            name: fetch(probe_client(), reverse(name)) for name in PUBLIC_PAGES
-        }
-        observations["doctor_code_anonymous"] = outcome(join(anonymous, world.a.doctor_code))
-
-        staff = probe_client()
-        login(staff, world.staff)
-        observations["doctor_code_staff"] = outcome(join(staff, world.a.doctor_code))
-
-        other_doctor = probe_client()
-        login(other_doctor, world.doctor_b)
-        observations["doctor_code_other_doctor"] = outcome(join(other_doctor, world.a.doctor_code))
-
-        own_doctor = probe_client()
-        login(own_doctor, world.doctor_a)
-        observations["doctor_code_own_doctor"] = outcome(join(own_doctor, world.a.doctor_code))
-
+        join_page = fetch(anonymous, reverse("join"))
+        public_pages = {name: fetch(probe_client(), reverse(name)) for name in PUBLIC_PAGES}
+        doctor_code_anonymous = outcome(join(anonymous, world.a.doctor_code))
+        joined_as = {}
+        for key, user in (
+            ("staff", world.staff),
+            ("other", world.doctor_b),
+            ("own", world.doctor_a),
+        ):
+            client = probe_client()
+            login(client, user)
+            joined_as[key] = outcome(join(client, world.a.doctor_code))
         patient = probe_client()
-        observations["patient_join"] = outcome(join(patient, world.a.patient_code, PATIENT_NAME))
-        observations["call_page"] = fetch(patient, reverse("call"))
-    observations["log_texts"] = capture.texts()
-    return observations
+        patient_join = outcome(join(patient, world.a.patient_code, PATIENT_NAME))
+        call_page = fetch(patient, reverse("call"))
+    return HttpObservations(
+        join_page=join_page,
+        public_pages=public_pages,
+        doctor_code_anonymous=doctor_code_anonymous,
+        doctor_code_staff=joined_as["staff"],
+        doctor_code_other_doctor=joined_as["other"],
+        doctor_code_own_doctor=joined_as["own"],
+        patient_join=patient_join,
+        call_page=call_page,
+        log_texts=capture.texts(),
+    )
 
 
 # --- WebSocket ------------------------------------------------------------------------
@@ -485,7 +509,89 @@ def _cookies(client: Client) -> dict[str, str]:
     return {name: morsel.value for name, morsel in client.cookies.items() if morsel.value}
 
 
-def websocket_probe() -> dict[str, Any]:
+@dataclass(frozen=True)
+class Refusal:
+    """What a refused frame led to: the sender's error code, what reached the receiver."""
+
+    error: str | None
+    leaked: list[str]
+
+
+@dataclass(frozen=True)
+class ConnectPhase:
+    no_session_close: int | None  # close code for a socket without join session; None: open
+    patient_waiting: dict | None
+    connect_queries: int  # SQL statements while the patient connected (counter sanity)
+    doctor_b_welcome: dict | None  # the doctor of appointment B
+    doctor_b_first: list[dict]
+    doctor_peer_waiting: dict | None  # appointment A's doctor told that the patient waits
+    offer_before_admit: dict | None  # the patient's error reply to an early offer
+    doctor_got_before_admit: list[dict]
+    admitted: bool  # both sides got "admitted" after the doctor's admit
+
+
+@dataclass(frozen=True)
+class RelayPhase:
+    relayed: list[str]  # message types that reached the other side
+    reads: int
+    writes: int
+
+
+@dataclass(frozen=True)
+class RefusalPhase:
+    sdp_no_fingerprint: Refusal
+    sdp_sdes: Refusal
+    media_type: Refusal
+    recording_type: Refusal
+    binary_frame: Refusal
+
+
+@dataclass(frozen=True)
+class SupersedePhase:
+    second_patient_welcome: dict | None
+    first_patient_close: int | None
+    doctor_b_received: list[str]  # every message type B's doctor got during the run
+
+
+@dataclass(frozen=True)
+class WebSocketObservations:
+    """The signaling scenario's phases; a phase the run did not reach is None."""
+
+    connect: ConnectPhase | None = None
+    relay: RelayPhase | None = None
+    refusals: RefusalPhase | None = None
+    supersede: SupersedePhase | None = None
+    error: str | None = None
+
+
+def _phase(value, ws: WebSocketObservations):
+    if value is None:
+        raise ProbeError(ws.error or "the signaling scenario stopped before this phase")
+    return value
+
+
+@provides(ConnectPhase)
+def connect_phase(ws: WebSocketObservations) -> ConnectPhase:
+    return _phase(ws.connect, ws)
+
+
+@provides(RelayPhase)
+def relay_phase(ws: WebSocketObservations) -> RelayPhase:
+    return _phase(ws.relay, ws)
+
+
+@provides(RefusalPhase)
+def refusal_phase(ws: WebSocketObservations) -> RefusalPhase:
+    return _phase(ws.refusals, ws)
+
+
+@provides(SupersedePhase)
+def supersede_phase(ws: WebSocketObservations) -> SupersedePhase:
+    return _phase(ws.supersede, ws)
+
+
+@provides(WebSocketObservations)
+def websocket_probe() -> WebSocketObservations:
     """Run the signaling scenario against the real consumer (committed probe objects)."""
     with committed_world() as world, LogCapture().attached():
         clients = {}
@@ -499,20 +605,16 @@ def websocket_probe() -> dict[str, Any]:
                 login(client, user, world)
             joined = outcome(join(client, code, name))
             if not joined.joined:
-                return {"error": f"join as {key} refused (HTTP {joined.status})"}
+                return WebSocketObservations(error=f"join as {key} refused (HTTP {joined.status})")
             clients[key] = _cookies(client)
-        observations: dict[str, Any] = {}
         counter = QueryCounter()
         with counter.installed():
-            try:
-                async_to_sync(_scenario)(websocket_application(), clients, counter, observations)
-            except Exception as exc:  # the observations so far still count
-                observations["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
-        return observations
+            return async_to_sync(_scenario)(websocket_application(), clients, counter)
 
 
-async def _scenario(app, cookies, counter: QueryCounter, obs: dict[str, Any]) -> None:
+async def _scenario(app, cookies, counter: QueryCounter) -> WebSocketObservations:
     sockets: list[Socket] = []
+    phases: dict[str, Any] = {}
 
     async def open_socket(key: str | None) -> Socket:
         socket = Socket(app, cookies.get(key, {}) if key else {})
@@ -521,14 +623,16 @@ async def _scenario(app, cookies, counter: QueryCounter, obs: dict[str, Any]) ->
         return socket
 
     try:
-        await _connect_phase(open_socket, obs, counter)
-        await _relay_phase(obs, counter)
-        await _refusal_phase(obs)
-        await _supersede_phase(open_socket, obs)
+        phases["connect"], peers = await _connect_phase(open_socket, counter)
+        phases["relay"] = await _relay_phase(peers, counter)
+        phases["refusals"] = await _refusal_phase(peers)
+        phases["supersede"] = await _supersede_phase(open_socket, peers)
+    except Exception as exc:  # the phases so far still count
+        phases["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
     finally:
-        obs.pop("sockets", None)
         for socket in sockets:
             await socket.close()
+    return WebSocketObservations(**phases)
 
 
 async def _first_or_close(socket: Socket) -> dict | int | None:
@@ -538,39 +642,57 @@ async def _first_or_close(socket: Socket) -> dict | int | None:
         return closed.code
 
 
-async def _connect_phase(open_socket, obs, counter: QueryCounter) -> None:
+@dataclass
+class _Peers:
+    patient: Socket
+    doctor: Socket
+    doctor_b: Socket
+
+
+async def _connect_phase(open_socket, counter: QueryCounter) -> tuple[ConnectPhase, _Peers]:
     anonymous = await open_socket(None)
-    obs["no_session"] = await _first_or_close(anonymous)
-    if isinstance(obs["no_session"], dict):  # accepted: does it close right after?
-        obs["no_session"] = await _first_or_close(anonymous)
+    first = await _first_or_close(anonymous)
+    if isinstance(first, dict):  # accepted: does it close right after?
+        first = await _first_or_close(anonymous)
 
     before = counter.snapshot()
     patient = await open_socket("patient_a")
-    obs["patient_welcome"] = await patient.until("welcome")
-    obs["patient_waiting"] = await patient.until("waiting")
-    obs["connect_queries"] = counter.reads - before[0] + counter.writes - before[1]
+    await patient.until("welcome")
+    patient_waiting = await patient.until("waiting")
+    connect_queries = counter.reads - before[0] + counter.writes - before[1]
 
     doctor_b = await open_socket("doctor_b")
-    obs["doctor_b_welcome"] = await doctor_b.until("welcome")
-    obs["doctor_b_first"] = await doctor_b.drain()
+    doctor_b_welcome = await doctor_b.until("welcome")
+    doctor_b_first = await doctor_b.drain()
 
     doctor = await open_socket("doctor_a")
-    obs["doctor_welcome"] = await doctor.until("welcome")
-    obs["doctor_peer_waiting"] = await doctor.until("peer-waiting")
+    await doctor.until("welcome")
+    doctor_peer_waiting = await doctor.until("peer-waiting")
 
     await patient.send({"type": "offer", "sdp": SDP_SECURE})
-    obs["offer_before_admit"] = await patient.until("error")
-    obs["doctor_got_before_admit"] = await doctor.drain()
+    offer_before_admit = await patient.until("error")
+    doctor_got_before_admit = await doctor.drain()
 
     await doctor.send({"type": "admit"})
-    obs["admitted"] = (
+    admitted = (
         await doctor.until("admitted") is not None and await patient.until("admitted") is not None
     )
-    obs["sockets"] = {"patient": patient, "doctor": doctor, "doctor_b": doctor_b}
+    phase = ConnectPhase(
+        no_session_close=first if isinstance(first, int) else None,
+        patient_waiting=patient_waiting,
+        connect_queries=connect_queries,
+        doctor_b_welcome=doctor_b_welcome,
+        doctor_b_first=doctor_b_first,
+        doctor_peer_waiting=doctor_peer_waiting,
+        offer_before_admit=offer_before_admit,
+        doctor_got_before_admit=doctor_got_before_admit,
+        admitted=admitted,
+    )
+    return phase, _Peers(patient, doctor, doctor_b)
 
 
-async def _relay_phase(obs, counter: QueryCounter) -> None:
-    patient, doctor = obs["sockets"]["patient"], obs["sockets"]["doctor"]
+async def _relay_phase(peers: _Peers, counter: QueryCounter) -> RelayPhase:
+    patient, doctor = peers.patient, peers.doctor
     before = counter.snapshot()
     await doctor.send({"type": "offer", "sdp": SDP_SECURE})
     offer = await patient.until("offer")
@@ -578,30 +700,34 @@ async def _relay_phase(obs, counter: QueryCounter) -> None:
     answer = await doctor.until("answer")
     await doctor.send({"type": "candidate", "candidate": CANDIDATE})
     candidate = await patient.until("candidate")
-    obs["relayed"] = [m["type"] for m in (offer, answer, candidate) if m is not None]
-    obs["relay_reads"] = counter.reads - before[0]
-    obs["relay_writes"] = counter.writes - before[1]
+    return RelayPhase(
+        relayed=[m["type"] for m in (offer, answer, candidate) if m is not None],
+        reads=counter.reads - before[0],
+        writes=counter.writes - before[1],
+    )
 
 
-async def _refused(sender: Socket, receiver: Socket, payload: dict) -> dict[str, Any]:
+async def _refused(sender: Socket, receiver: Socket, payload: dict) -> Refusal:
     await sender.send(payload)
     error = await sender.until("error")
     leaked = await receiver.drain()
-    return {"error": error.get("code") if error else None, "leaked": [m["type"] for m in leaked]}
+    return Refusal(error.get("code") if error else None, [m["type"] for m in leaked])
 
 
-async def _refusal_phase(obs) -> None:
-    patient, doctor = obs["sockets"]["patient"], obs["sockets"]["doctor"]
-    obs["sdp_no_fingerprint"] = await _refused(
-        doctor, patient, {"type": "offer", "sdp": SDP_NO_FINGERPRINT}
+async def _refusal_phase(peers: _Peers) -> RefusalPhase:
+    patient, doctor = peers.patient, peers.doctor
+    return RefusalPhase(
+        sdp_no_fingerprint=await _refused(
+            doctor, patient, {"type": "offer", "sdp": SDP_NO_FINGERPRINT}
+        ),
+        sdp_sdes=await _refused(doctor, patient, {"type": "offer", "sdp": SDP_WITH_SDES}),
+        media_type=await _refused(doctor, patient, {"type": "media", "payload": "AAAA" * 64}),
+        recording_type=await _refused(doctor, patient, {"type": "record", "on": True}),
+        binary_frame=await _binary_refused(doctor, patient),
     )
-    obs["sdp_sdes"] = await _refused(doctor, patient, {"type": "offer", "sdp": SDP_WITH_SDES})
-    obs["media_type"] = await _refused(doctor, patient, {"type": "media", "payload": "AAAA" * 64})
-    obs["recording_type"] = await _refused(doctor, patient, {"type": "record", "on": True})
-    obs["binary_frame"] = await _binary_refused(doctor, patient)
 
 
-async def _binary_refused(sender: Socket, receiver: Socket) -> dict[str, Any]:
+async def _binary_refused(sender: Socket, receiver: Socket) -> Refusal:
     """A binary frame (what media through the server would look like) must go nowhere."""
     await sender.communicator.send_to(bytes_data=b"\x00\x01" * 512)
     try:
@@ -612,17 +738,19 @@ async def _binary_refused(sender: Socket, receiver: Socket) -> dict[str, Any]:
     except Exception as exc:  # a consumer that crashes on bytes still relayed nothing
         outcome = f"crashed {type(exc).__name__}"
     leaked = [m["type"] for m in await receiver.drain() if m.get("type") != "peer-left"]
-    return {"error": outcome, "leaked": leaked}
+    return Refusal(outcome, leaked)
 
 
-async def _supersede_phase(open_socket, obs) -> None:
-    sockets = obs.pop("sockets")
-    patient, doctor_b = sockets["patient"], sockets["doctor_b"]
+async def _supersede_phase(open_socket, peers: _Peers) -> SupersedePhase:
     second = await open_socket("patient_a")
-    obs["second_patient_welcome"] = await second.until("welcome")
+    second_welcome = await second.until("welcome")
     try:
-        await patient.drain(TIMEOUT / 2)
+        await peers.patient.drain(TIMEOUT / 2)
     finally:
-        obs["first_patient_close"] = patient.close_code
-    obs["doctor_b_leak"] = [m["type"] for m in await doctor_b.drain()]
-    obs["doctor_b_received_total"] = [m["type"] for m in doctor_b.received]
+        first_close = peers.patient.close_code
+    await peers.doctor_b.drain()
+    return SupersedePhase(
+        second_patient_welcome=second_welcome,
+        first_patient_close=first_close,
+        doctor_b_received=[m["type"] for m in peers.doctor_b.received],
+    )

@@ -18,9 +18,8 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from compliance import runner
-from compliance.checks import CHECKS, DECLARATION_SETTINGS, demo_declarations
-from compliance.requirements import BY_NUMBER
+from compliance import obligations, registry, runner
+from compliance.declarations import DECLARATION_SETTINGS, demo_declarations
 
 FONT_DIRS = (
     Path(__file__).resolve().parent / "fonts",
@@ -94,34 +93,38 @@ def product_version() -> str:
     return getattr(redconnect, "__version__", "") or "—"
 
 
+def _requirement_entry(entry: dict, known: dict[int, registry.Requirement]) -> dict:
+    """One requirement of a result, with the registry's texts (a result from an older
+    run may name a requirement or check that is gone: it is shown with what it says)."""
+    requirement = known.get(entry["number"])
+    labels = {c.id: c for c in requirement.checks} if requirement else {}
+    checks = [
+        {
+            **item,
+            "label": str(labels[item["id"]].label)
+            if item["id"] in labels
+            else item.get("label") or item["id"],
+            "static": labels[item["id"]].static if item["id"] in labels else item.get("static"),
+            "status_label": runner.status_label(item["status"]),
+        }
+        for item in entry["checks"]
+    ]
+    return {
+        **entry,
+        "title": str(requirement.title) if requirement else entry["title"],
+        "text": str(requirement.text) if requirement else "",
+        "measures": str(requirement.measures) if requirement else "",
+        "current_reference": str(requirement.current_reference)
+        if requirement
+        else entry.get("current_reference", ""),
+        "status_label": runner.status_label(entry["status"]),
+        "checks": checks,
+    }
+
+
 def build_context(result: dict, generated_at: datetime | None = None) -> dict:
-    labels = {item.id: item for item in CHECKS}
-    requirements = []
-    for entry in result["requirements"]:
-        requirement = BY_NUMBER[entry["number"]]
-        checks = [
-            {
-                **item,
-                "label": str(labels[item["id"]].label) if item["id"] in labels else item["id"],
-                "static": labels[item["id"]].static if item["id"] in labels else False,
-                "status_label": runner.status_label(item["status"]),
-            }
-            for item in entry["checks"]
-        ]
-        requirements.append(
-            {
-                **entry,
-                "title": str(requirement.title),
-                "text": str(requirement.text),
-                "measures": str(requirement.measures),
-                "status_label": runner.status_label(entry["status"]),
-                "checks": checks,
-                "counts": {
-                    status: sum(1 for c in checks if c["status"] == status)
-                    for status in runner.STATUS_LABELS
-                },
-            }
-        )
+    known = {requirement.number: requirement for requirement in registry.requirements()}
+    requirements = [_requirement_entry(entry, known) for entry in result["requirements"]]
     demo = demo_declarations()
     declarations = [
         check
@@ -132,10 +135,13 @@ def build_context(result: dict, generated_at: datetime | None = None) -> dict:
     return {
         "result": result,
         "requirements": requirements,
+        "requirement_count": len(requirements),
         "declarations": declarations,
         "declared_values": [
             (name, getattr(settings, name), name in demo) for name in DECLARATION_SETTINGS
         ],
+        "operator_proofs": obligations.OPERATOR_PROOFS,
+        "practice_duties": obligations.PRACTICE_DUTIES,
         "overall_label": runner.status_label(result["overall"]),
         "sha256": runner.evidence_sha256(result),
         "evidence_name": EVIDENCE_NAME,
@@ -145,7 +151,7 @@ def build_context(result: dict, generated_at: datetime | None = None) -> dict:
         "operator": settings.OPERATOR_NAME,
         "public_url": settings.PUBLIC_URL,
         "fonts": font_urls(),
-        "status_labels": {key: str(value) for key, value in runner.STATUS_LABELS.items()},
+        "status_labels": {key.value: str(value) for key, value in runner.STATUS_LABELS.items()},
     }
 
 

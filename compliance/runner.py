@@ -5,23 +5,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from compliance import checks
-from compliance.requirements import REQUIREMENTS
+from compliance import registry
+from compliance.registry import Status
 
-FAIL, WARN, DECLARED, PASS = checks.FAIL, checks.WARN, checks.DECLARED, checks.PASS
+FAIL, WARN, DECLARED, PASS = Status.FAIL, Status.WARN, Status.DECLARED, Status.PASS
+STATUSES = tuple(status.value for status in Status)
 
 
-def requirement_status(statuses: list[str]) -> str:
+def requirement_status(statuses: list[str]) -> Status:
     """fail if any check fails, else warn if any warns, else declared if any is, else pass."""
     for status in (FAIL, WARN, DECLARED):
         if status in statuses:
@@ -29,7 +34,7 @@ def requirement_status(statuses: list[str]) -> str:
     return PASS
 
 
-def overall_status(statuses: list[str]) -> str:
+def overall_status(statuses: list[str]) -> Status:
     """The contract allows only pass/warn/fail overall; declarations do not lower it."""
     for status in (FAIL, WARN):
         if status in statuses:
@@ -38,37 +43,36 @@ def overall_status(statuses: list[str]) -> str:
 
 
 def run_checks(now: datetime | None = None) -> dict:
-    """Run every check once (the probes once per run); the contract's JSON as a dict."""
-    context = checks.Context()
+    """Run every check once (each probe at most once per run); the contract's JSON."""
+    observations = registry.Observations()
     requirements = []
-    for requirement in REQUIREMENTS:
-        results = [
-            {
-                "id": item.id,
-                "label": str(item.label),
-                "static": item.static,
-                **_finding(checks.run_check(item, context)),
-            }
-            for item in checks.CHECKS
-            if item.requirement == requirement.number
-        ]
+    for requirement in registry.requirements():
+        results = []
+        for item in requirement.checks:
+            finding = registry.run_check(item, observations)
+            results.append(
+                {
+                    "id": item.id,
+                    "label": str(item.label),
+                    "static": item.static,
+                    "status": finding.status.value,
+                    "evidence": finding.evidence,
+                }
+            )
         requirements.append(
             {
                 "number": requirement.number,
                 "title": str(requirement.title),
-                "status": requirement_status([r["status"] for r in results]),
+                "current_reference": str(requirement.current_reference),
+                "status": requirement_status([r["status"] for r in results]).value,
                 "checks": results,
             }
         )
     return {
         "generated_at": (now or timezone.now()).isoformat(timespec="seconds"),
-        "overall": overall_status([r["status"] for r in requirements]),
+        "overall": overall_status([r["status"] for r in requirements]).value,
         "requirements": requirements,
     }
-
-
-def _finding(finding: checks.Finding) -> dict:
-    return {"status": finding.status, "evidence": finding.evidence}
 
 
 def canonical_json(result: dict) -> bytes:
@@ -126,11 +130,61 @@ def run_isolated(timeout: float = 90) -> dict:
         check=False,
     )
     if completed.returncode not in (0, 1):
-        raise RunError(completed.stderr.strip().splitlines()[-1:] or "kbv_check failed")
+        lines = completed.stderr.strip().splitlines()
+        raise RunError(lines[-1] if lines else "kbv_check failed")
     try:
         return json.loads(completed.stdout)
     except json.JSONDecodeError as exc:
         raise RunError(f"kbv_check printed no JSON: {exc}") from None
+
+
+# --- The admin page's runs: one at a time, the last result kept ------------------------
+
+LAST_RUN_KEY = "compliance:last-run"
+LOCK_KEY = "compliance:run-lock"
+RUN_TIMEOUT = 90  # seconds the child process may take
+LOCK_TIMEOUT = RUN_TIMEOUT + 30  # a lock whose holder died expires by itself
+
+
+class AlreadyRunning(Exception):
+    """Another request (in this or another server process) is running the checks."""
+
+
+@contextmanager
+def run_lock() -> Iterator[None]:
+    """Held while a run is going on; `cache.add` is atomic in Redis, so this holds across
+    all server processes of a deployment (in-process cache: within the one process)."""
+    token = secrets.token_hex(8)
+    if not cache.add(LOCK_KEY, token, LOCK_TIMEOUT):
+        raise AlreadyRunning
+    try:
+        yield
+    finally:
+        if cache.get(LOCK_KEY) == token:
+            cache.delete(LOCK_KEY)
+
+
+def run_and_store() -> dict:
+    """Run the checks in a child process (AlreadyRunning if a run is going on) and keep
+    the result, with its time, as the last run; a failed run keeps the last result."""
+    with run_lock():
+        try:
+            result = run_isolated(RUN_TIMEOUT)
+        except (RunError, OSError, subprocess.SubprocessError) as exc:
+            record = {**(last_run() or {}), "error": str(exc)[:300]}
+        else:
+            record = {"result": result, "finished_at": timezone.now().isoformat(), "error": None}
+        cache.set(LAST_RUN_KEY, record, timeout=None)
+        return record
+
+
+def last_run() -> dict | None:
+    """`{"result", "finished_at", "error"}` of the last run, or None before the first."""
+    return cache.get(LAST_RUN_KEY)
+
+
+def is_running() -> bool:
+    return cache.get(LOCK_KEY) is not None
 
 
 # --- Presentation ---------------------------------------------------------------------

@@ -202,7 +202,8 @@ def csp_foreign_sources(header: str) -> tuple[dict[str, list[str]], list[str]]:
 # Every stored field, with the reason it cannot hold call content. A new field anywhere
 # fails the check until it is reviewed and listed here.
 FIELD_ALLOWLIST: dict[str, set[str]] = {
-    "consultations.practice": {"id", "name", "created_at"},
+    # hide_patient_ip: a yes/no setting of the practice (relay-only mode), no content.
+    "consultations.practice": {"id", "name", "hide_patient_ip", "created_at"},
     "consultations.membership": {"id", "user", "practice", "role"},
     "consultations.appointment": {
         "id",

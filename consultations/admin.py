@@ -34,7 +34,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Practice)
 class PracticeAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+    list_display = ["name", "hide_patient_ip", "created_at"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 
@@ -77,14 +77,26 @@ class AppointmentForm(forms.ModelForm):
         % {"max": MAX_GUESTS},
     )
 
+    # Chosen explicitly, limited to the organiser's practices the doctor belongs to; needed
+    # only where that leaves more than one (issue 11 item 5: never the first one found).
+    practice = forms.ModelChoiceField(
+        label=_("practice"),
+        queryset=Practice.objects.none(),
+        required=False,
+        help_text=_("Only needed if the doctor works in several of your practices."),
+    )
+
     class Meta:
         model = Appointment
         fields = ["doctor", "scheduled_at"]
 
     def __init__(self, *args, practices=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.practices = practices if practices is not None else Practice.objects.none()
         if "doctor" in self.fields:  # absent on the read-only detail page
             self.fields["doctor"].queryset = services.doctors_of(practices)
+        if "practice" in self.fields:
+            self.fields["practice"].queryset = self.practices
         if not self.is_bound and not self.instance.pk:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
@@ -92,12 +104,37 @@ class AppointmentForm(forms.ModelForm):
 
     def clean_scheduled_at(self):
         scheduled_at = self.cleaned_data["scheduled_at"]
-        if scheduled_at - timezone.now() > services.MAX_LEAD_TIME:
-            raise forms.ValidationError(_("Appointments can be booked at most 29 days in advance."))
+        try:
+            services.check_lead_time(scheduled_at)
+        except services.AppointmentError as error:
+            raise forms.ValidationError(str(error)) from None
         return scheduled_at
 
     def clean_guests(self):
         return self.cleaned_data.get("guests") or 0
+
+    def clean(self):
+        cleaned = super().clean()
+        doctor = cleaned.get("doctor")
+        if doctor is None or "practice" not in self.fields:
+            return cleaned
+        candidates = self.practices.filter(
+            memberships__user=doctor, memberships__role=Membership.Role.DOCTOR
+        ).distinct()
+        chosen = cleaned.get("practice")
+        if chosen is not None:
+            if not candidates.filter(pk=chosen.pk).exists():
+                self.add_error("practice", _("The doctor does not work in this practice."))
+        elif candidates.count() == 1:
+            cleaned["practice"] = candidates.get()
+        elif candidates.count() > 1:
+            self.add_error(
+                "practice",
+                _("The doctor works in several of your practices: please choose the practice."),
+            )
+        else:
+            self.add_error("doctor", _("The doctor does not work in any of your practices."))
+        return cleaned
 
 
 @admin.register(Appointment)
@@ -147,7 +184,9 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         # The number of guests is asked when creating; guest codes are added by an action.
-        return ["doctor", "scheduled_at", "guests"] if obj is None else ["doctor", "scheduled_at"]
+        if obj is None:
+            return ["doctor", "scheduled_at", "guests", "practice"]
+        return ["doctor", "scheduled_at"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -172,6 +211,7 @@ class AppointmentAdmin(admin.ModelAdmin):
         issued = services.create_appointment(
             doctor=form.cleaned_data["doctor"],
             scheduled_at=form.cleaned_data["scheduled_at"],
+            practice=form.cleaned_data["practice"],
             guests=form.cleaned_data.get("guests") or 0,
         )
         form.instance = issued.appointment

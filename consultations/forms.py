@@ -44,6 +44,16 @@ class JoinForm(forms.Form):
         ),
         required=False,
     )
+    # Relay-only mode: media then always go through the TURN relay, so the practice's
+    # browser never learns the patient's address (a practice can make it the default).
+    hide_ip = forms.BooleanField(
+        label=_("Hide my IP address from the practice"),
+        help_text=_(
+            "Picture and sound then always go through our relay server in the EU. "
+            "The connection may be a little slower."
+        ),
+        required=False,
+    )
 
     def reject_code(self) -> None:
         self.add_error(None, INVALID_CODE)

@@ -50,6 +50,7 @@ class JoinData:
     join_id: str = ""  # random per join; empty for cookies that carry none
     guest_slot: int | None = None  # the guest code's slot, for role "guest"
     codes_version: int = 1  # the appointment's codes version at the join (not for doctors)
+    hide_ip: bool = False  # the patient asked for relay-only mode on the join page
 
     @property
     def is_doctor(self) -> bool:
@@ -74,6 +75,8 @@ def sign_join(data: JoinData) -> str:
         payload["g"] = data.guest_slot
     if not data.is_doctor:
         payload["v"] = data.codes_version
+    if data.hide_ip:
+        payload["h"] = 1
     return signing.dumps(payload, salt=SALT, compress=True)
 
 
@@ -106,7 +109,9 @@ def unsign_join(value: str | None) -> JoinData | None:
     if not _small_int(version):
         return None
     doctor_id = user_id if role == Membership.Role.DOCTOR else None
-    return JoinData(appointment_id, role, name, doctor_id, join_id, slot, version)
+    return JoinData(
+        appointment_id, role, name, doctor_id, join_id, slot, version, payload.get("h") == 1
+    )
 
 
 def _small_int(value) -> bool:
@@ -128,6 +133,7 @@ def issue_join_cookie(
     display_name: str,
     user_id: int | None = None,
     guest_slot: int | None = None,
+    hide_ip: bool = False,
 ) -> JoinData:
     """Set the join cookie on the response: a browser-session cookie (no max-age)."""
     data = JoinData(
@@ -138,6 +144,7 @@ def issue_join_cookie(
         join_id=secrets.token_urlsafe(12),
         guest_slot=guest_slot if role == GUEST else None,
         codes_version=appointment.codes_version,
+        hide_ip=hide_ip,
     )
     response.set_cookie(
         settings.JOIN_COOKIE_NAME,

@@ -23,6 +23,16 @@ MAX_GUESTS = 7  # doctor + patient + 7 guests: at most nine people in one call
 
 class Practice(models.Model):
     name = models.CharField(_("name"), max_length=200)
+    # Relay-only mode for every patient of the practice (the join page's "hide my IP
+    # address" ticked by default): the doctor's browser sees only relay candidates.
+    hide_patient_ip = models.BooleanField(
+        _("hide patients' IP addresses"),
+        default=False,
+        help_text=_(
+            "Patients' audio and video always go through the TURN relay, so the practice "
+            "never sees their IP address. Needs a TURN server (ICE_SERVERS, TURN_SECRET)."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -8,22 +8,9 @@ from pathlib import Path
 from django.conf import settings
 from django.shortcuts import render
 from django.templatetags.static import static
-from django.utils.translation import gettext_lazy as _
 
+from compliance import declarations, regions
 from consultations.templatetags.sri import asset_integrity
-
-# Countries a hosting provider may declare: the EU/EEA (anything else fails the
-# compliance check anyway and is shown as its ISO code).
-COUNTRY_NAMES = {
-    "AT": _("Austria"), "BE": _("Belgium"), "BG": _("Bulgaria"), "HR": _("Croatia"),
-    "CY": _("Cyprus"), "CZ": _("Czechia"), "DK": _("Denmark"), "EE": _("Estonia"),
-    "FI": _("Finland"), "FR": _("France"), "DE": _("Germany"), "GR": _("Greece"),
-    "HU": _("Hungary"), "IE": _("Ireland"), "IT": _("Italy"), "LV": _("Latvia"),
-    "LT": _("Lithuania"), "LU": _("Luxembourg"), "MT": _("Malta"), "NL": _("Netherlands"),
-    "PL": _("Poland"), "PT": _("Portugal"), "RO": _("Romania"), "SK": _("Slovakia"),
-    "SI": _("Slovenia"), "ES": _("Spain"), "SE": _("Sweden"), "IS": _("Iceland"),
-    "LI": _("Liechtenstein"), "NO": _("Norway"),
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,7 +40,6 @@ def served_assets() -> list[Asset]:
 
 
 def _public_settings() -> dict:
-    demo = settings.DEMO_DECLARATIONS
     return {
         "operator_name": settings.OPERATOR_NAME,
         "operator_address": settings.OPERATOR_ADDRESS,
@@ -62,12 +48,7 @@ def _public_settings() -> dict:
         "hosting_country": settings.HOSTING_COUNTRY,
         "retention_days": settings.METADATA_RETENTION_DAYS,
         "https": settings.PUBLIC_HTTPS,
-        # The country's demo value (DE) is a plausible real one; the others are not.
-        "demo_values": any(
-            getattr(settings, name) == value
-            for name, value in demo.items()
-            if name != "HOSTING_COUNTRY"
-        ),
+        "demo_values": declarations.any_demo_value(),
     }
 
 
@@ -75,9 +56,7 @@ def _page(template: str, extra=None):
     def view(request):
         context = {
             "settings_public": _public_settings(),
-            "hosting_country_name": COUNTRY_NAMES.get(
-                settings.HOSTING_COUNTRY, settings.HOSTING_COUNTRY
-            ),
+            "hosting_country_name": regions.country_name(settings.HOSTING_COUNTRY),
         }
         if extra:
             context.update(extra())

@@ -35,7 +35,9 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 12  # 12 × 5 bits = 60 bits
 CODE_GROUP = 4
 VALID_AFTER_SCHEDULED = timedelta(hours=24)
-MAX_LEAD_TIME = timedelta(days=29)
+# The latest bookable appointment's codes must still work 24 h after it without passing
+# the 30-day cap (MAX_VALIDITY): 29 days ahead at most. The one home of this limit.
+MAX_LEAD_TIME = MAX_VALIDITY - VALID_AFTER_SCHEDULED
 API_KEY_PREFIX_LENGTH = 8
 _CONFUSABLE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _SEPARATORS = str.maketrans("", "", " -\t\n\r\u00a0\u2010\u2011\u2012\u2013")
@@ -43,6 +45,15 @@ _SEPARATORS = str.maketrans("", "", " -\t\n\r\u00a0\u2010\u2011\u2012\u2013")
 
 class AppointmentError(ValueError):
     """A request for an appointment that the rules refuse; the message is for people."""
+
+
+def check_lead_time(scheduled_at: datetime, now: datetime | None = None) -> None:
+    """AppointmentError (with the one message for it) if booked too far ahead."""
+    if scheduled_at - (now or timezone.now()) > MAX_LEAD_TIME:
+        raise AppointmentError(
+            _("Appointments can be booked at most %(days)d days in advance.")
+            % {"days": MAX_LEAD_TIME.days}
+        )
 
 
 @dataclass(frozen=True)
@@ -160,8 +171,7 @@ def create_appointment(
         raise AppointmentError(
             _("%(user)s is not an active doctor of this practice.") % {"user": doctor}
         )
-    if scheduled_at - now > MAX_LEAD_TIME:
-        raise AppointmentError(_("Appointments can be booked at most 29 days in advance."))
+    check_lead_time(scheduled_at, now)
     for _attempt in range(5):  # a digest collision at 60 bits is practically impossible
         doctor_code, patient_code = _new_code_pair()
         try:

@@ -64,6 +64,7 @@ def _join_post(request: HttpRequest) -> HttpResponse:
         role=match.role,
         display_name=form.cleaned_data["name"],
         guest_slot=match.guest_slot,
+        hide_ip=form.cleaned_data.get("hide_ip", False),
     )
     return response
 
@@ -147,5 +148,8 @@ def call(request: HttpRequest) -> HttpResponse:
         "display_name": join_data.display_name,
         "appointment": check.appointment,
         "ws_path": "/ws/call/",
+        # Relay-only ICE for a patient who asked for it, or whose practice's default it is.
+        "relay_only": not join_data.is_doctor
+        and (join_data.hide_ip or check.appointment.practice.hide_patient_ip),
     }
     return render(request, "consultations/call.html", context)

@@ -18,6 +18,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from compliance import kbv
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state (SQLite file, generated secret key); tests may point it elsewhere.
 VAR_DIR = Path(os.environ.get("REDCONNECT_VAR_DIR") or BASE_DIR / "var")
@@ -150,7 +152,7 @@ METADATA_RETENTION_DAYS = env_int(
     "METADATA_RETENTION_DAYS",
     7,
     minimum=0,
-    maximum=90,
+    maximum=kbv.MAX_RETENTION_DAYS,
     why="The KBV agreement (Anlage 31b § 5 Nr. 9) allows metadata for three months at most.",
 )
 

@@ -1,4 +1,4 @@
-"""`make test`: the suite on the embedded default, then again on PostgreSQL + Redis.
+"""`make test`: the suite on the embedded default, in Chromium, and on PostgreSQL + Redis.
 
 Both servers are started here as child processes on free loopback ports and stopped
 at the end, whatever happens. Exit code: non-zero if any run failed.
@@ -6,10 +6,15 @@ at the end, whatever happens. Exit code: non-zero if any run failed.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -17,19 +22,77 @@ from testservices import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST = [sys.executable, "-m", "pytest"]
+# Browser and network tests have runs of their own.
+UNIT = ["-m", "not e2e and not network"]
+# Per run, the file where tests/conftest.py writes its counts and skip reasons.
+REPORTS: dict[str, Path] = {}
 
 
-def run(label: str, args: list[str], env: dict[str, str]) -> int:
-    print(f"\n=== {label} ===", flush=True)
-    # Tests that run `manage.py` as a subprocess use the profile's real database (not
-    # pytest's test database): it must have the schema, as on a deployed machine.
-    migrated = subprocess.call(
-        [sys.executable, "manage.py", "migrate", "-v0", "--no-input"], cwd=ROOT, env=env
-    )
-    if migrated != 0:
-        print("migrating the profile's database failed", flush=True)
-        return migrated
-    return subprocess.call(PYTEST + args, cwd=ROOT, env=env)
+def pytest_env(label: str, env: dict[str, str]) -> dict[str, str]:
+    REPORTS[label] = Path(tempfile.mkstemp(prefix="rc-run-", suffix=".json")[1])
+    return {**env, "RC_RUN_REPORT": str(REPORTS[label])}
+
+
+def print_summary() -> None:
+    """Counts of every run, and why tests were skipped (only the other profile's may skip)."""
+    print("\n=== summary ===")
+    total = {"passed": 0, "failed": 0, "skipped": 0}
+    for label, path in REPORTS.items():
+        report = json.loads(path.read_text() or '{"outcomes": {}, "skipped": {}}')
+        path.unlink()
+        outcomes = report["outcomes"]
+        for key in total:
+            total[key] += outcomes.get(key, 0)
+        print(
+            f"{label}: {outcomes.get('passed', 0)} passed, {outcomes.get('failed', 0)} failed, "
+            f"{outcomes.get('skipped', 0)} skipped"
+        )
+        for reason, count in sorted(report["skipped"].items(), key=lambda item: -item[1]):
+            print(f"  skipped {count:4d} × {reason}")
+    print(f"total: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
+
+
+@dataclass
+class Run:
+    """One pytest run of the suite, with its own log file."""
+
+    label: str
+    command: list[str]
+    env: dict[str, str]
+    migrate: bool = True  # tests that run `manage.py` use the profile's real database
+    log: Path = field(init=False)
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+
+    def start(self) -> Run:
+        self.env = pytest_env(self.label, self.env)
+        self.log = Path(tempfile.mkstemp(prefix="rc-log-", suffix=".txt")[1])
+        steps = []
+        if self.migrate:
+            # the schema must be there, as on a deployed machine
+            steps.append(shlex.join([sys.executable, "manage.py", "migrate", "-v0", "--no-input"]))
+        steps.append(shlex.join(self.command))
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                ["bash", "-c", " && ".join(steps)],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.started = time.monotonic()
+        print(f"started: {self.label}", flush=True)
+        return self
+
+    def finish(self) -> bool:
+        """Print the run's whole output once it has ended; True if it passed."""
+        code = self.process.wait()
+        minutes = (time.monotonic() - self.started) / 60
+        print(f"\n=== {self.label} ({minutes:.1f} min, exit {code}) ===", flush=True)
+        print(self.log.read_text(), flush=True)
+        self.log.unlink()
+        # exit 5 = no test collected (e.g. everything filtered out by PYTEST_ARGS)
+        return code in (0, 5)
 
 
 def in_loopback_namespace(command: list[str]) -> list[str]:
@@ -42,6 +105,20 @@ def in_loopback_namespace(command: list[str]) -> list[str]:
     return ["unshare", "--net", "sh", "-c", script, "sh", *command]
 
 
+def wait_all(runs: list[Run]) -> int:
+    """Failures among the runs, printing each one's output as it ends."""
+    pending, failures = list(runs), 0
+    while pending:
+        for run in pending:
+            if run.process.poll() is not None:
+                failures += not run.finish()
+                pending.remove(run)
+                break
+        else:
+            time.sleep(1)
+    return failures
+
+
 def main(extra: list[str]) -> int:
     # `--only=production` (or `embedded`): one profile, e.g. while working on one of them.
     only = extra[0].removeprefix("--only=") if extra and extra[0].startswith("--only=") else ""
@@ -49,36 +126,52 @@ def main(extra: list[str]) -> int:
     base_env = {
         k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
     }
-    failures = 0
+    # The runs are independent (own databases, own servers on free ports) and mostly wait
+    # on sockets and browsers, so they run side by side: CI's wall time, not its CPU, is
+    # what the three serial runs used to cost.
+    runs = []
     if only in ("", "embedded"):
-        failures += (
-            run("embedded default: SQLite, in-process layers", ["-m", "not e2e", *extra], base_env)
-            != 0
+        runs.append(
+            Run("embedded default: SQLite, in-process layers", [*PYTEST, *UNIT, *extra], base_env)
         )
-        print("\n=== browser tests: real Chromium, loopback-only network namespace ===", flush=True)
-        e2e = in_loopback_namespace([*PYTEST, "-m", "e2e", *extra])
-        # exit 5 = no browser test collected (e.g. filtered out by PYTEST_ARGS)
-        failures += subprocess.call(e2e, cwd=ROOT, env=base_env) not in (0, 5)
-    if only not in ("", "production"):
-        return 1 if failures else 0
-
+        # Browser tests prove the client; they run once, on the embedded default.
+        runs.append(
+            Run(
+                "browser tests: real Chromium, loopback-only network namespace",
+                in_loopback_namespace([*PYTEST, "-m", "e2e", *extra]),
+                base_env,
+                migrate=False,
+            )
+        )
     redis, postgres = RedisServer(), PostgresServer()
     try:
-        redis.start()
-        postgres.start()
-        env = {
-            **base_env,
-            "DATABASE_URL": postgres.url,
-            "REDIS_URL": redis.url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-        }
-        # Browser tests prove the client; they run once, on the embedded default.
-        failures += (
-            run("production profile: PostgreSQL + Redis", ["-m", "not e2e", *extra], env) != 0
-        )
+        if only in ("", "production"):
+            redis.start()
+            postgres.start()
+            env = {
+                **base_env,
+                "DATABASE_URL": postgres.url,
+                "REDIS_URL": redis.url,
+                "SECRET_KEY": secrets.token_urlsafe(50),
+            }
+            runs.append(
+                Run("production profile: PostgreSQL + Redis", [*PYTEST, *UNIT, *extra], env)
+            )
+        failures = wait_all([run.start() for run in runs])
     finally:
         postgres.stop()
         redis.stop()
+    if only in ("", "embedded"):
+        # The lab's calls measure bitrate on an impaired link: alone, not beside the other
+        # runs, so that a busy CPU does not pass for a bad network.
+        network = Run(
+            "network tests: NAT, coturn, bad connections (own namespaces)",
+            [*PYTEST, "-m", "network", *extra],
+            base_env,
+            migrate=False,
+        )
+        failures += wait_all([network.start()])
+    print_summary()
     print("\nall test runs passed" if not failures else f"\n{failures} test run(s) failed")
     return 1 if failures else 0
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,29 @@ from consultations.models import Membership, Practice
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+from tests.deployment import PROFILE_SKIP
+
 PASSWORD = "correct-horse-battery-staple"
+_skip_reasons: Counter[str] = Counter()
+_outcomes: Counter[str] = Counter()
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _skip_reasons[report.longrepr[2].removeprefix("Skipped: ")] += 1
+    if report.when == "call" or report.outcome != "passed":
+        _outcomes[report.outcome] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Only profile skips are allowed; `scripts/run_tests.py` prints the counts and reasons."""
+    stray = {r: n for r, n in _skip_reasons.items() if not r.startswith(PROFILE_SKIP)}
+    if stray:
+        lines = "\n".join(f"  {n} × {reason}" for reason, n in stray.items())
+        print(f"\nFAILED: tests skipped for a reason other than the profile:\n{lines}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if report := os.environ.get("RC_RUN_REPORT"):
+        Path(report).write_text(json.dumps({"outcomes": _outcomes, "skipped": _skip_reasons}))
 
 
 @pytest.fixture(autouse=True)

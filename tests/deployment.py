@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,11 @@ import pytest
 from tests.live import ServeProcess, embedded_env, manage, manage_json
 
 DEMO_PASSWORD = "demo-password-for-tests-9f3a"
+
+
+# Every skip reason starts with this: `make test` fails on any other skip (tests/conftest.py),
+# because a test that skips itself on a fresh machine hides a missing install step.
+PROFILE_SKIP = "other profile: "
 
 
 def production_profile() -> bool:
@@ -27,8 +33,25 @@ def skip_in_production_run() -> pytest.MarkDecorator:
     """For tests that start their own PostgreSQL + Redis: one run proves them."""
     return pytest.mark.skipif(
         production_profile(),
-        reason="starts its own PostgreSQL + Redis deployment; the first run already ran it",
+        reason=PROFILE_SKIP
+        + "starts its own PostgreSQL + Redis deployment; the first run already ran it",
     )
+
+
+def skip_other_profile(reason: str):
+    """Skip a test that belongs to the other `make test` profile (the only allowed skip)."""
+    pytest.skip(PROFILE_SKIP + reason)
+
+
+def require_tool(name: str) -> str:
+    """The path of a program the test needs; a missing one fails the test, never skips it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"`{name}` is not installed: `make test` installs it (scripts/debian-packages.txt)",
+            pytrace=False,
+        )
+    return path
 
 
 @dataclass

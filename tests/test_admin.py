@@ -60,7 +60,8 @@ def test_list_shows_german_status(client, staff, issued):
 
 def test_staff_member_cannot_be_chosen_as_doctor(client, staff, doctor):
     login(client, staff)
-    form = client.get(ADD_URL).content.decode()
+    page = client.get(ADD_URL).content.decode()
+    form = re.search(r'<select name="doctor".*?</select>', page, re.S).group(0)
     assert f'value="{doctor.pk}"' in form
     assert f'value="{staff.pk}"' not in form
     response = client.post(ADD_URL, add_form_data(staff))
@@ -219,3 +220,52 @@ def test_reissue_action_renews_guest_codes_and_ends_old_joins(client, staff, doc
     # The join made with the old patient code is over.
     response = patient.get("/call/")
     assert response.status_code == 302 and response["Location"] == "/"
+
+
+# --- The practice is chosen explicitly (issue 11 item 5) --------------------------------
+
+
+def soon() -> str:
+    from django.utils import timezone
+
+    return (timezone.localtime() + timezone.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.fixture
+def doctor_in_two_practices(doctor, other_practice):
+    from consultations.models import Membership
+
+    Membership.objects.create(user=doctor, practice=other_practice, role=Membership.Role.DOCTOR)
+    return doctor
+
+
+def test_an_ambiguous_practice_must_be_chosen(client, superuser, doctor_in_two_practices):
+    login(client, superuser)
+    response = client.post(
+        ADD_URL, add_form_data(doctor_in_two_practices, soon()), HTTP_ACCEPT_LANGUAGE="de"
+    )
+    assert response.status_code == 200 and not Appointment.objects.exists()
+    assert "mehreren Ihrer Praxen" in response.content.decode()
+
+
+def test_the_chosen_practice_is_used(client, superuser, doctor_in_two_practices, other_practice):
+    login(client, superuser)
+    data = {**add_form_data(doctor_in_two_practices, soon()), "practice": other_practice.pk}
+    assert client.post(ADD_URL, data).status_code == 200
+    assert Appointment.objects.get().practice == other_practice
+
+
+def test_a_single_practice_needs_no_choice(client, staff, doctor_in_two_practices, practice):
+    """The staff member organises only the first practice: that one, without asking."""
+    login(client, staff)
+    assert client.post(ADD_URL, add_form_data(doctor_in_two_practices, soon())).status_code == 200
+    assert Appointment.objects.get().practice == practice
+
+
+def test_a_practice_the_organiser_does_not_run_is_refused(
+    client, staff, doctor_in_two_practices, other_practice
+):
+    login(client, staff)
+    data = {**add_form_data(doctor_in_two_practices, soon()), "practice": other_practice.pk}
+    client.post(ADD_URL, data)
+    assert not Appointment.objects.exists()

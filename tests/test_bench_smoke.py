@@ -17,9 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.deployment import PROFILE_SKIP
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_PROFILE = bool(os.environ.get("REDIS_URL"))
-SELF_CONTAINED = "self-contained benchmark on its own embedded deployment: the SQLite run covers it"
+SELF_CONTAINED = (
+    PROFILE_SKIP + "self-contained benchmark on its own embedded deployment; the SQLite run has it"
+)
 
 
 def run_bench(script: str, tmp_path: Path, *args: str, timeout: float = 240) -> dict:

@@ -2,29 +2,28 @@
 mesh, the uplink budget) run with Node.js.
 
 The same ES modules the browser loads are imported unchanged; Chromium runs them in
-tests/e2e. Node.js is a required tool of the test suite (Debian's `nodejs`, 18 or newer):
-without it these tests fail with that message rather than being skipped.
+tests/e2e. `make test` installs Node (Debian's, 18 on a fresh machine); the repository's
+package.json declares the modules as ES modules, which Node 18 needs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.deployment import require_tool
+
 JS_DIR = Path(__file__).resolve().parent.parent / "static" / "js"
-NODE = shutil.which("node")
 
 
 def run_module(source: str):
     """Run an ES module snippet; it prints one JSON value, which is returned."""
-    assert NODE, "node (Debian package nodejs, version 18 or newer) is required for these tests"
     result = subprocess.run(
-        [NODE, "--input-type=module", "-e", source],
+        [require_tool("node"), "--input-type=module", "-e", source],
         capture_output=True,
         text=True,
         timeout=30,

@@ -22,8 +22,7 @@ from django.db.models import F
 from django.test import override_settings
 from django.utils import timezone
 
-from compliance import checks, probes, runner
-from compliance.requirements import REQUIREMENTS
+from compliance import probes, regions, registry, runner
 from consultations import services
 from consultations.models import Appointment, Membership, Practice
 from tests import compliance_broken
@@ -39,9 +38,8 @@ NOT_PASS_ON_DEFAULT = {
 BROKEN_URLS = override_settings(ROOT_URLCONF="tests.compliance_broken")
 
 
-def run(check_id: str) -> checks.Finding:
-    item = next(item for item in checks.CHECKS if item.id == check_id)
-    return checks.run_check(item, checks.Context())
+def run(check_id: str) -> registry.Finding:
+    return registry.run_check(registry.find_check(check_id), registry.Observations())
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +63,22 @@ def by_id(result: dict) -> dict[str, dict]:
 # --- The pass side: the real system -----------------------------------------------------
 
 
-def test_every_requirement_has_checks():
-    numbers = {item.requirement for item in checks.CHECKS}
-    assert numbers == {r.number for r in REQUIREMENTS} == set(range(1, 12))
-    ids = [item.id for item in checks.CHECKS]
+def test_every_requirement_has_checks_and_a_current_reference():
+    requirements = registry.requirements()
+    assert [r.number for r in requirements] == list(range(1, 12))
+    assert all(r.checks for r in requirements)
+    assert all("§" in str(r.current_reference) for r in requirements)
+    ids = [item.id for item in registry.all_checks()]
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("check_id", [item.id for item in checks.CHECKS])
+def test_one_module_per_requirement():
+    names = registry.requirement_module_names()
+    assert len(names) == 11
+    assert [name.rsplit(".", 1)[-1][:4] for name in names] == [f"nr{n:02d}" for n in range(1, 12)]
+
+
+@pytest.mark.parametrize("check_id", [item.id for item in registry.all_checks()])
 def test_check_passes_on_the_real_system(baseline, check_id):
     result = by_id(baseline)[check_id]
     assert result["status"] in NOT_PASS_ON_DEFAULT.get(check_id, {PASS}), result
@@ -100,8 +106,8 @@ def test_the_probes_leave_nothing_behind(transactional_db):
     running = Practice.objects.create(name=probes.PROBE_PRACTICE_NAME)  # a concurrent run
     models_ = (Practice, User, Membership, Appointment, Session)
     before = {m: m.objects.count() for m in models_}
-    assert "error" not in probes.websocket_probe()
-    assert "error" not in probes.http_probe()
+    assert probes.websocket_probe().error is None
+    assert isinstance(probes.http_probe(), probes.HttpObservations)
     after = {m: m.objects.count() for m in models_}
     assert after[Practice] == before[Practice] - 1 and after[User] == before[User] - 1
     assert after[Appointment] == before[Appointment] == 0
@@ -144,10 +150,10 @@ def test_a_join_page_that_lets_anyone_in_fails(check_id):
 @pytest.mark.django_db(transaction=True)
 def test_a_relay_without_join_sessions_fails(monkeypatch, fast_probes):
     monkeypatch.setattr(probes, "websocket_application", compliance_broken.naive_application)
-    context = checks.Context()
+    observations = registry.Observations()
     results = {
-        item.id: checks.run_check(item, context).status
-        for item in checks.CHECKS
+        item.id: registry.run_check(item, observations).status
+        for item in registry.all_checks()
         if item.id
         in {
             "socket_requires_join",
@@ -184,6 +190,18 @@ def test_a_relay_that_writes_to_the_database_fails(monkeypatch, fast_probes):
 def test_a_join_page_that_refuses_patients_fails():
     finding = run("anonymous_join")
     assert finding.status == FAIL and "429" in finding.evidence
+
+
+@pytest.mark.django_db
+@override_settings(JOIN_FAILURE_LIMIT=0)  # ... and every doctor
+def test_a_join_page_that_refuses_the_own_doctor_fails():
+    finding = run("own_doctor_joins")
+    assert finding.status == FAIL and "429" in finding.evidence
+
+
+def test_the_own_doctor_joins_on_the_real_system(baseline):
+    evidence = by_id(baseline)["own_doctor_joins"]["evidence"]
+    assert "HTTP 302 → /call/" in evidence
 
 
 def _bypass_validity_constraint(appointment: Appointment) -> None:
@@ -424,6 +442,85 @@ def test_hosting_declaration(settings, values, status):
     assert finding.status == status
 
 
+def test_hosting_in_the_eea_outside_the_eu_warns():
+    with override_settings(HOSTING_PROVIDER="Nordisk Hosting AS", HOSTING_COUNTRY="NO"):
+        finding = run("hosting_declaration")
+    assert finding.status == WARN and "EWR" in finding.evidence
+
+
+def test_the_eu_has_27_members_and_one_rating_for_all_checks():
+    assert len(regions.EU_COUNTRIES) == 27 and "HU" in regions.EU_COUNTRIES
+    assert set(regions.COUNTRY_NAMES) == regions.EU_COUNTRIES | regions.EEA_ONLY_COUNTRIES
+    assert regions.country_name("hu") == "Ungarn" and regions.country_name("US") == "US"
+    assert regions.country_status("hu") == PASS
+    assert regions.country_status("NO") == WARN
+    assert regions.country_status("CH") == FAIL and regions.country_status(None) == FAIL
+    with override_settings(ICE_SERVERS=[{"urls": ["turn:t.example.no"], "country": "NO"}]):
+        assert run("turn_relays_in_eu").status == WARN
+        assert run("ice_servers_in_eu").status == WARN
+
+
+def _admin_entry(user, appointment_id, when, flag=None) -> None:
+    from django.contrib.admin.models import ADDITION, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    entry = LogEntry.objects.create(
+        user=user,
+        content_type=ContentType.objects.get_for_model(Appointment),
+        object_id=str(appointment_id),
+        object_repr="Termin",
+        action_flag=flag or ADDITION,
+    )
+    LogEntry.objects.filter(pk=entry.pk).update(action_time=when)
+
+
+@override_settings(METADATA_RETENTION_DAYS=7)
+def test_admin_history_of_live_appointments_passes(issued, doctor):
+    _admin_entry(doctor, issued.appointment.pk, timezone.now() - timedelta(days=3))
+    finding = run("purge_is_running")
+    assert finding.status == PASS and "(von 1)" in finding.evidence
+
+
+@override_settings(METADATA_RETENTION_DAYS=7)
+def test_admin_history_of_a_deleted_appointment_fails(issued, doctor):
+    from django.contrib.admin.models import DELETION
+
+    appointment_id = issued.appointment.pk
+    _admin_entry(doctor, appointment_id, timezone.now() - timedelta(days=5))
+    issued.appointment.delete()
+    _admin_entry(doctor, appointment_id, timezone.now(), DELETION)
+    assert run("purge_is_running").status == PASS  # deleted just now: the next purge's job
+    from django.contrib.admin.models import LogEntry
+
+    LogEntry.objects.filter(action_flag=DELETION).update(
+        action_time=timezone.now() - timedelta(days=2)
+    )
+    finding = run("purge_is_running")
+    assert finding.status == FAIL and "2 Einträge der Admin-Historie" in finding.evidence
+
+
+@override_settings(METADATA_RETENTION_DAYS=7)
+def test_admin_history_older_than_any_appointment_can_live_fails(issued, doctor):
+    _admin_entry(doctor, issued.appointment.pk, timezone.now() - timedelta(days=39))
+    finding = run("purge_is_running")
+    assert finding.status == FAIL and "Admin-Historie" in finding.evidence
+
+
+def test_expired_sessions_fail_and_live_ones_pass(db):
+    Session.objects.create(
+        session_key="k" * 32, session_data="", expire_date=timezone.now() + timedelta(hours=2)
+    )
+    Session.objects.create(
+        session_key="j" * 32, session_data="", expire_date=timezone.now() - timedelta(hours=3)
+    )
+    assert run("purge_is_running").status == PASS  # expired hours ago: within the grace day
+    Session.objects.create(
+        session_key="e" * 32, session_data="", expire_date=timezone.now() - timedelta(days=2)
+    )
+    finding = run("purge_is_running")
+    assert finding.status == FAIL and "1 abgelaufene Sitzungen" in finding.evidence
+
+
 def test_operator_declaration_is_declared_never_passed(settings):
     demo = {
         name: settings.DEMO_DECLARATIONS[name]
@@ -489,9 +586,43 @@ def test_overall_never_reports_declared():
 
 
 def test_a_crashing_check_fails_instead_of_passing():
-    item = checks.Check("boom", 1, "boom", lambda context: 1 / 0)
-    finding = checks.run_check(item, checks.Context())
+    item = registry.Check("boom", "boom", lambda: 1 / 0)
+    finding = registry.run_check(item, registry.Observations())
     assert finding.status == FAIL and "ZeroDivisionError" in finding.evidence
+
+
+class _Unreliable:
+    """An observation type whose probe always crashes (registered below)."""
+
+
+@registry.provides(_Unreliable)
+def _unreliable_probe() -> _Unreliable:
+    raise ConnectionError("probe target gone")
+
+
+def test_a_crashed_probe_fails_every_check_that_needs_it():
+    calls = []
+
+    def needs_it(observation: _Unreliable) -> registry.Finding:
+        calls.append(observation)
+        return registry.Finding.passed("never")
+
+    item = registry.Check("needs_it", "needs it", needs_it, needs=(_Unreliable,))
+    observations = registry.Observations()
+    findings = [registry.run_check(item, observations) for _ in range(2)]
+    assert {f.status for f in findings} == {FAIL} and calls == []
+    assert all("probe target gone" in f.evidence for f in findings)
+    assert "Prüfsonde" in findings[0].evidence
+
+
+def test_checks_are_handed_typed_observations():
+    item = registry.find_check("anonymous_join")
+    assert item.needs == (probes.HttpObservations,)
+    assert registry.find_check("code_opens_only_its_appointment").needs == (
+        probes.HttpObservations,
+        probes.ConnectPhase,
+    )
+    assert registry.find_check("validity_at_most_30_days").needs == ()
 
 
 @pytest.mark.django_db
@@ -508,7 +639,7 @@ def test_a_crashing_check_fails_instead_of_passing():
 )
 def test_http_probes_reach_the_app_as_behind_the_https_proxy():
     """Behind nginx the probes must send what the proxy adds, or every page redirects."""
-    context = checks.Context()
+    observations = registry.Observations()
     for check_id in (
         "doctor_code_requires_login",
         "staff_cannot_join",
@@ -516,8 +647,7 @@ def test_http_probes_reach_the_app_as_behind_the_https_proxy():
         "public_pages_german",
         "public_pages_linked",
     ):
-        item = next(item for item in checks.CHECKS if item.id == check_id)
-        finding = checks.run_check(item, context)
+        finding = registry.run_check(registry.find_check(check_id), observations)
         assert finding.status == PASS, (check_id, finding)
 
 
@@ -534,8 +664,7 @@ def test_http_probes_reach_the_app_as_behind_the_https_proxy():
 )
 def test_http_probes_use_https_without_a_proxy():
     """Daphne terminating TLS itself: the probes must still speak https, not meet a 301."""
-    context = checks.Context()
+    observations = registry.Observations()
     for check_id in ("anonymous_join", "public_pages_german", "public_pages_linked"):
-        item = next(item for item in checks.CHECKS if item.id == check_id)
-        finding = checks.run_check(item, context)
+        finding = registry.run_check(registry.find_check(check_id), observations)
         assert finding.status == PASS, (check_id, finding)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.callclient import CallSocket, HttpSession, admit_and_negotiate, exchange_candidates
 from tests.deployment import skip_in_production_run, start_deployment
+from tests.live import manage_json
 
 pytestmark = [pytest.mark.redis, skip_in_production_run()]
 
@@ -92,4 +93,46 @@ async def test_patient_reconnect_on_other_process_supersedes(deployment):
         await exchange_candidates(doctor, second, "mp3")
     finally:
         for socket in (doctor, first, second):
+            await socket.close()
+
+
+async def test_three_people_across_two_processes(deployment):
+    """Presence and the room's events hold N participants across processes (issue 12)."""
+    server_a, server_b = deployment.servers
+    appointment = manage_json(
+        deployment.env, "create_appointment", "--doctor", deployment.doctor, "--guests", "1"
+    )
+    doctor_http = HttpSession(server_a.url)
+    doctor_http.login(deployment.doctor, deployment.seed["doctor"]["password"])
+    assert doctor_http.join(appointment["doctor_code"]).status == 302
+    patient_http = HttpSession(server_b.url)
+    assert patient_http.join(appointment["patient_code"], PATIENT_NAME).status == 302
+    guest_http = HttpSession(server_a.url)
+    assert guest_http.join(appointment["guest_codes"][0], "Gisela Gast").status == 302
+    doctor, patient, guest = (CallSocket(s) for s in (doctor_http, patient_http, guest_http))
+    try:
+        await doctor.connect()
+        patient_id = (await patient.connect())["id"]
+        await patient.expect("waiting")
+        await doctor.expect("peer-waiting")
+        guest_welcome = await guest.connect()
+        guest_id = guest_welcome["id"]
+        assert guest_welcome["role"] == "guest" and len(guest_welcome["participants"]) == 1
+        await guest.expect("waiting")
+        assert (await doctor.expect("peer-waiting"))["id"] == guest_id
+        await doctor.send({"type": "admit"})
+        await doctor.expect("admitted")
+        await patient.expect("admitted")
+        await doctor.send({"type": "admit", "id": guest_id})
+        await doctor.expect("admitted")
+        admitted = await guest.expect("admitted")
+        assert patient_id in {p["id"] for p in admitted["participants"]}
+        assert (await patient.expect("participant-joined"))["id"] == guest_id
+        await patient.send({"type": "candidate", "candidate": None, "to": guest_id})
+        assert (await guest.expect("candidate"))["from"] == patient_id
+        await guest.close()
+        assert (await doctor.expect("participant-left"))["id"] == guest_id
+        assert (await patient.expect("participant-left"))["id"] == guest_id
+    finally:
+        for socket in (doctor, patient, guest):
             await socket.close()

@@ -26,6 +26,7 @@ from django.test import Client
 from consultations import services
 from signaling import ice, presence, protocol
 from tests.callclient import make_candidate, make_sdp
+from tests.deployment import skip_other_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +45,7 @@ def _fast_password_hashing(settings):
 def layer(request, settings):
     """Channel layer and cache: in-process, or a private Redis shared like in production."""
     if request.param == "memory" and os.environ.get("REDIS_URL"):
-        pytest.skip("the production-profile run tests Redis; the first run the in-process layer")
+        skip_other_profile("the production-profile run tests Redis; the first the in-process layer")
     if request.param == "redis":
         url = request.getfixturevalue("redis_server").url
         settings.CHANNEL_LAYERS = {

@@ -20,6 +20,7 @@ from django.core.cache import cache, caches
 
 from signaling import layers, presence
 from tests.callclient import make_candidate, make_sdp
+from tests.deployment import skip_other_profile
 from tests.test_signaling import admitted_call, disconnect, expect, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,7 +87,7 @@ async def test_in_process_layer_expires_messages_without_a_walk_per_message(fake
 
 def test_embedded_default_uses_the_throttled_layer(settings):
     if settings.REDIS_URL:
-        pytest.skip("the production profile uses the Redis layer")
+        skip_other_profile("the production profile uses the Redis layer")
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == (
         "signaling.layers.ThrottledInMemoryChannelLayer"
     )

@@ -6,6 +6,7 @@ Doctor, patient and guests join with real `POST /` requests; guests by their own
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -487,3 +488,73 @@ async def test_nine_people_in_one_call(mesh, doctor, settings):
 async def test_no_eighth_guest_seat(mesh):
     with pytest.raises(services.AppointmentError):
         await database_sync_to_async(services.add_guest_code)(mesh.appointment)
+
+
+# --- Hot path and privacy with several participants -----------------------------------
+
+
+async def test_addressed_relays_touch_no_database_and_no_cache(
+    layer,  # noqa: F811
+    mesh,
+    doctor,
+    settings,
+    monkeypatch,
+):
+    from tests.test_signaling import spy_on_io
+
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 3600  # keep the heartbeat out of the count
+    doc, patient, guest, _ = await three(mesh, doctor)
+    await admit(doc, patient)
+    await admit(doc, guest, others=[patient])
+    calls = spy_on_io(monkeypatch)
+    try:
+        for sender, target in ((patient, guest), (guest, patient), (doc, guest), (guest, doc)):
+            await send(sender, {"type": "offer", "sdp": make_sdp(), "to": target.participant_id})
+            await expect(target, "offer")
+        await send(patient, {"type": "offer", "sdp": make_sdp(), "to": "nobody-at-all"})
+        await expect_error(patient, "no-such-participant")
+        assert calls == {"db": 0, "cache": 0}
+    finally:
+        monkeypatch.undo()
+        await disconnect(doc, patient, guest)
+
+
+async def test_names_travel_only_in_introductions(mesh, doctor, settings, monkeypatch):
+    """Issue 11 item 3: heartbeats, relays, departures carry no name through the layer."""
+    from channels.layers import InMemoryChannelLayer
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {}}
+    }
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 0.05
+    events: list[dict] = []
+    original_send, original_group_send = InMemoryChannelLayer.send, InMemoryChannelLayer.group_send
+
+    async def spy_send(self, channel, message):
+        events.append(message)
+        return await original_send(self, channel, message)
+
+    async def spy_group_send(self, group, message):
+        events.append(message)
+        return await original_group_send(self, group, message)
+
+    monkeypatch.setattr(InMemoryChannelLayer, "send", spy_send)
+    monkeypatch.setattr(InMemoryChannelLayer, "group_send", spy_group_send)
+    doc, patient, guest, _ = await three(mesh, doctor)
+    try:
+        await admit(doc, patient)
+        await admit(doc, guest, others=[patient])
+        await send(patient, {"type": "candidate", "candidate": None, "to": guest.participant_id})
+        await expect(guest, "candidate")
+        await asyncio.sleep(0.3)  # a few heartbeats
+        await send(guest, {"type": "bye"})
+        await expect(patient, "participant-left")
+    finally:
+        await disconnect(doc, patient, guest)
+    kinds = {event["type"] for event in events}
+    assert {"call.ping", "call.relay", "call.bye", "call.left"} <= kinds
+    for event in events:
+        if event["type"] in ("call.hello", "call.here", "call.admit"):
+            continue
+        text = repr(event)
+        assert PATIENT_NAME not in text and GUEST_NAME not in text, event

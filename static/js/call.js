@@ -22,8 +22,8 @@ import {
   stopStream,
 } from "./devices.js";
 import { DOCTOR, GUEST, PATIENT, idOf, isPolite, offersTo, primaryPeer } from "./mesh.js";
-import { Peer } from "./peer.js";
-import { QualityMonitor } from "./quality.js";
+import { Peer, hasTurnServer } from "./peer.js";
+import { QualityMonitor, RouteWatch } from "./quality.js";
 import { safetyCode } from "./safety.js";
 import {
   CLOSE_EXPIRED,
@@ -467,7 +467,16 @@ function rekey(oldId, newId) {
 function createPeer(id, { weOffered }) {
   if (!state.directory.has(id)) remember(id, state.legacy ? id : "", "");
   const person = personOf(id);
+  const icePolicy = root.dataset.icePolicy;
+  if (icePolicy === "relay" && !hasTurnServer(state.iceServers)) {
+    // Relay-only never falls back to a direct connection: say why nothing connects.
+    ui.showStatus(
+      gettext("To hide your IP address the call must go through a relay server, but none is available. Please contact your practice."),
+      "warning",
+    );
+  }
   const peer = new Peer({
+    icePolicy,
     // Asked at each collision: both ids can change with a reconnect.
     polite: () => isPolite(selfRole, personOf(entry.id).role || person.role, state.selfId, entry.id),
     offerer: weOffered,
@@ -487,6 +496,7 @@ function createPeer(id, { weOffered }) {
     sample: null,
     poorSamples: 0,
     quality: null,
+    routeWatch: new RouteWatch(), // notices a running pair moving between direct and relay
   };
   state.peers.set(id, entry);
   if (isDoctor) tile.element.querySelector('[data-action="remove"]').disabled = state.legacy;
@@ -511,7 +521,7 @@ function createPeer(id, { weOffered }) {
   entry.quality.start();
   updateBudget();
   updatePrimary();
-  ui.showStatus("");
+  if (icePolicy !== "relay" || hasTurnServer(state.iceServers)) ui.showStatus("");
   return entry;
 }
 
@@ -684,7 +694,11 @@ function onQuality(entry, sample, level) {
   entry.sample = sample.connected ? sample : null;
   entry.level = sample.connected ? level : "unknown";
   entry.tile.setQuality(entry.level, sample.connected ? sample.relayed : null);
-  if (sample.connected) updateTileNote(entry);
+  if (sample.connected) {
+    updateTileNote(entry);
+    const switched = entry.routeWatch.update(sample);
+    if (switched) showRouteSwitch(switched);
+  }
   // Offer audio only after two poor samples in a row, not on a single spike.
   entry.poorSamples = entry.level === "poor" ? entry.poorSamples + 1 : 0;
   updateOverallQuality();
@@ -713,6 +727,16 @@ function updateOverallQuality() {
   ui.setText("quality-details", describe(worst.sample));
   const poor = measured.some((e) => e.poorSamples >= 2);
   ui.setHidden("quality-hint", state.audioOnly || !poor);
+}
+
+/** A short, calm note when a running connection moves between direct and relayed. */
+function showRouteSwitch(route) {
+  ui.flash(
+    "route-note",
+    route === "relay"
+      ? gettext("The connection now runs through our relay server. It stays end-to-end encrypted.")
+      : gettext("The connection now runs directly between you again."),
+  );
 }
 
 function describe(sample) {

@@ -24,6 +24,22 @@ const DISCONNECTED_GRACE_MS = 4000;
 const DEGRADATION_PREFERENCE = "balanced";
 
 /**
+ * The RTCConfiguration of a connection. `policy` "relay" (relay-only mode, the patient
+ * hides its IP address): the browser gathers and uses only TURN relay candidates, so
+ * neither a host nor a server-reflexive address of ours ever reaches the other side.
+ */
+export function rtcConfiguration(iceServers, policy) {
+  return { iceServers: iceServers || [], iceTransportPolicy: policy === "relay" ? "relay" : "all" };
+}
+
+/** True if the list has a TURN server (relay-only mode cannot connect without one). */
+export function hasTurnServer(iceServers) {
+  return (iceServers || []).some((server) =>
+    [].concat(server.urls || []).some((url) => /^turns?:/.test(url)),
+  );
+}
+
+/**
  * Events:
  *  - "signal": detail = a protocol message to send ({type: offer|answer|candidate, ...})
  *  - "track": detail {streams, track}
@@ -32,7 +48,7 @@ const DEGRADATION_PREFERENCE = "balanced";
  */
 export class Peer extends EventTarget {
   /** `polite`: a boolean, or a function asked at each collision (ids can change). */
-  constructor({ polite, offerer = !polite, iceServers, stream }) {
+  constructor({ polite, offerer = !polite, iceServers, stream, icePolicy }) {
     super();
     this.politeness = polite;
     this.offerer = offerer;
@@ -44,7 +60,7 @@ export class Peer extends EventTarget {
     this.closed = false;
     this.budget = null; // bandwidth.js budgetFor(): null = no cap
     this.parameterQueue = Promise.resolve();
-    this.pc = new RTCPeerConnection({ iceServers: iceServers || [] });
+    this.pc = new RTCPeerConnection(rtcConfiguration(iceServers, icePolicy));
     this.channel = this.pc.createDataChannel("chat", { negotiated: true, id: 0 });
     this.addLocalTracks();
     this.wire();

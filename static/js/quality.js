@@ -94,6 +94,31 @@ export function rate(s) {
   return "good";
 }
 
+/** "relay" | "direct" for a connected sample, null while there is no selected pair. */
+export function routeOf(s) {
+  if (!s.connected) return null;
+  return s.relayed ? "relay" : "direct";
+}
+
+/**
+ * Follows one connection's route (one per peer connection). `update(sample)` returns the
+ * new route when a running call switched between direct and relayed, else null; the
+ * first route of a connection is no switch.
+ */
+export class RouteWatch {
+  constructor() {
+    this.route = null;
+  }
+
+  update(s) {
+    const route = routeOf(s);
+    if (!route) return null;
+    const previous = this.route;
+    this.route = route;
+    return previous && previous !== route ? route : null;
+  }
+}
+
 /** Polls getStats every 2 s and calls onSample(sample, level). */
 export class QualityMonitor {
   constructor(pc, onSample) {

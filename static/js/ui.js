@@ -77,6 +77,18 @@ export class CallUI {
     if (element) element.textContent = text;
   }
 
+  /** Show a text in an element for a few seconds, then hide it again. */
+  flash(role, text, ms = 8000) {
+    const element = this.role(role);
+    if (!element) return;
+    element.textContent = text;
+    element.hidden = false;
+    clearTimeout(element.flashTimer);
+    element.flashTimer = setTimeout(() => {
+      element.hidden = true;
+    }, ms);
+  }
+
   setHidden(role, hidden) {
     const element = this.role(role);
     if (element) element.hidden = hidden;

@@ -7,11 +7,11 @@ fake camera and microphone devices and loopback ICE candidates allowed.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from playwright import sync_api
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.deployment import require_tool
 from tests.live import ServeProcess, embedded_env, manage, manage_json
 
 DEMO_PASSWORD = "e2e-demo-password-0123456789"
@@ -20,8 +20,7 @@ DEMO_PASSWORD = "e2e-demo-password-0123456789"
 @pytest.fixture(scope="module")
 def live_site(tmp_path_factory):
     """A migrated, seeded embedded deployment served by daphne; yields (server, seed)."""
-    if not shutil.which(CHROMIUM):
-        pytest.skip("system chromium is not installed")
+    require_tool(CHROMIUM)
     env = embedded_env(tmp_path_factory.mktemp("e2e-site"), DEMO_PASSWORD=DEMO_PASSWORD)
     manage(env, "migrate", "-v0")
     seed = manage_json(env, "seed_demo")
@@ -34,7 +33,6 @@ def live_site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

@@ -8,7 +8,7 @@ from compliance import runner
 
 
 class Command(BaseCommand):
-    help = "Check the eleven KBV requirements (Anlage 31b § 5) against this installation."
+    help = "Check the KBV requirements (Anlage 31b) against this installation."
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print JSON")
@@ -32,6 +32,8 @@ def render_table(result: dict) -> str:
     for requirement in result["requirements"]:
         label = runner.status_label(requirement["status"])
         lines.append(f"{requirement['number']:>2}  {label:<12} {requirement['title']}")
+        if requirement.get("current_reference"):
+            lines.append(f"{'':17}{requirement['current_reference']}")
         for item in requirement["checks"]:
             lines.append(f"    {runner.status_label(item['status']):<12} {item['id']}")
             lines.extend(

@@ -1,0 +1,134 @@
+"""§ 5 Nr. 1: the doctor is registered with the video service."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from compliance.probes import ConnectPhase, HttpObservations
+from compliance.registry import Finding, Requirement, check
+from consultations.models import Appointment, Membership
+
+REQUIREMENT = Requirement(
+    1,
+    gettext_lazy("Doctor registration"),
+    gettext_lazy("The doctor must be registered with the video service."),
+    gettext_lazy(
+        "Only user accounts that hold the doctor role in a practice can be an "
+        "appointment's doctor, and a doctor's access code works only for that doctor "
+        "while logged in."
+    ),
+    gettext_lazy("Annex 31b as amended on 15 June 2022: § 5 (organisational requirements)"),
+)
+
+
+@check(
+    "doctor_is_active_member",
+    gettext_lazy(
+        "Every open appointment's doctor is an active doctor member of its practice (database)"
+    ),
+)
+def doctor_is_active_member() -> Finding:
+    member = Membership.objects.filter(
+        user=OuterRef("doctor"),
+        practice=OuterRef("practice"),
+        role=Membership.Role.DOCTOR,
+        user__is_active=True,
+    )
+    open_appointments = Appointment.objects.valid()
+    total = open_appointments.count()
+    strays = open_appointments.exclude(Exists(member))
+    if strays.exists():
+        return Finding.failed(
+            _(
+                "%(bad)d of %(total)d open appointments have a doctor who is not an active "
+                "doctor of the practice."
+            )
+            % {"bad": strays.count(), "total": total}
+        )
+    return Finding.passed(
+        _(
+            "All %(total)d open appointments belong to active doctor accounts of their "
+            "practice (%(doctors)d active doctor memberships)."
+        )
+        % {
+            "total": total,
+            "doctors": Membership.objects.filter(
+                role=Membership.Role.DOCTOR, user__is_active=True
+            ).count(),
+        }
+    )
+
+
+@check(
+    "doctor_code_requires_login",
+    gettext_lazy(
+        "A doctor's code without login opens no call (join page via the real URL configuration)"
+    ),
+)
+def doctor_code_requires_login(http: HttpObservations) -> Finding:
+    outcome = http.doctor_code_anonymous
+    if outcome.joined:
+        return Finding.failed(
+            _("A doctor's code without login opened the call (%(result)s).")
+            % {"result": outcome.describe()}
+        )
+    if not outcome.to_login:
+        return Finding.warned(
+            _(
+                "A doctor's code without login was refused, but not with a redirect to the "
+                "login page (%(result)s)."
+            )
+            % {"result": outcome.describe()}
+        )
+    return Finding.passed(
+        _("A doctor's code without login is refused and leads to the login page (%(result)s).")
+        % {"result": outcome.describe()}
+    )
+
+
+@check(
+    "own_doctor_joins",
+    gettext_lazy(
+        "The appointment's own doctor, logged in, joins with the doctor's code "
+        "(join page via the real URL configuration)"
+    ),
+)
+def own_doctor_joins(http: HttpObservations) -> Finding:
+    outcome = http.doctor_code_own_doctor
+    if not outcome.joined:
+        return Finding.failed(
+            _(
+                "The appointment's own doctor, logged in, could not join with the doctor's code "
+                "(%(result)s)."
+            )
+            % {"result": outcome.describe()}
+        )
+    return Finding.passed(
+        _("The appointment's own doctor, logged in, joins with the doctor's code (%(result)s).")
+        % {"result": outcome.describe()}
+    )
+
+
+@check(
+    "socket_requires_join",
+    gettext_lazy(
+        "The signaling WebSocket refuses connections without a join session (real consumer)"
+    ),
+)
+def socket_requires_join(connect: ConnectPhase) -> Finding:
+    code = connect.no_session_close
+    if code == 4001:
+        return Finding.passed(
+            _("A WebSocket connection without a join session is closed with 4001.")
+        )
+    if code is not None:
+        return Finding.warned(
+            _(
+                "A WebSocket connection without a join session is closed, but with code "
+                "%(code)s instead of 4001."
+            )
+            % {"code": code}
+        )
+    return Finding.failed(_("A WebSocket connection without a join session stays open."))

@@ -1,0 +1,101 @@
+"""§ 5 Nr. 4: the doctor holds the consultation undisturbed."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from compliance.probes import ConnectPhase, SupersedePhase
+from compliance.registry import Finding, Requirement, check
+
+REQUIREMENT = Requirement(
+    4,
+    gettext_lazy("Undisturbed consultation"),
+    gettext_lazy(
+        "The doctor must be able to hold the consultation undisturbed, for example "
+        "without signal tones from other callers."
+    ),
+    gettext_lazy(
+        "Each call room admits one doctor and one patient; the patient waits until the "
+        "doctor admits them, and nothing from other appointments reaches the call."
+    ),
+    gettext_lazy(
+        "Annex 31b as amended on 15 June 2022: technical requirements of the video service "
+        "(§ 5, partly moved to §§ 2/2a since 2021; exact place to be checked against the "
+        "current text)"
+    ),
+)
+
+
+@check(
+    "admission_by_doctor",
+    gettext_lazy("The patient waits until the doctor admits them (real consumer)"),
+)
+def admission_by_doctor(connect: ConnectPhase) -> Finding:
+    early = connect.offer_before_admit
+    early_code = early.get("code") if early else None
+    relayed = [m for m in connect.doctor_got_before_admit if m.get("type") == "offer"]
+    waiting = connect.patient_waiting
+    if waiting is None or early_code != "not-admitted" or relayed or not connect.admitted:
+        return Finding.failed(
+            _(
+                "Admission is not enforced: waiting=%(waiting)s, offer before admission → "
+                "%(early)s, relayed=%(relayed)d, admitted=%(admitted)s."
+            )
+            % {
+                "waiting": waiting is not None,
+                "early": early_code,
+                "relayed": len(relayed),
+                "admitted": connect.admitted,
+            }
+        )
+    return Finding.passed(
+        _(
+            "The patient was told to wait; an offer before admission was refused "
+            '("not-admitted") and not relayed; after "admit" both sides were admitted.'
+        )
+    )
+
+
+@check(
+    "one_doctor_one_patient",
+    gettext_lazy("At most one doctor and one patient per appointment (real consumer)"),
+)
+def one_doctor_one_patient(supersede: SupersedePhase) -> Finding:
+    close_code = supersede.first_patient_close
+    if close_code != 4009 or supersede.second_patient_welcome is None:
+        return Finding.failed(
+            _(
+                "A second patient connection did not replace the first (first connection: "
+                "close code %(code)s)."
+            )
+            % {"code": close_code}
+        )
+    return Finding.passed(
+        _(
+            "A second patient connection replaced the first, which was closed with 4009: "
+            "never more than one doctor and one patient in a call."
+        )
+    )
+
+
+@check(
+    "no_events_from_other_calls",
+    gettext_lazy("Nothing from other appointments reaches a call (real consumer)"),
+)
+def no_events_from_other_calls(supersede: SupersedePhase) -> Finding:
+    foreign = [kind for kind in supersede.doctor_b_received if kind != "welcome"]
+    if foreign:
+        return Finding.failed(
+            _(
+                "The doctor of another appointment received %(count)d messages of this call: "
+                "%(types)s."
+            )
+            % {"count": len(foreign), "types": ", ".join(foreign)}
+        )
+    return Finding.passed(
+        _(
+            "While a call of appointment A ran, the doctor connected to appointment B "
+            "received nothing but their own welcome message."
+        )
+    )

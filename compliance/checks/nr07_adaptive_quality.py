@@ -1,0 +1,115 @@
+"""§ 5 Nr. 7: audio and video adapt to the connection; the participants decide."""
+
+from __future__ import annotations
+
+import re
+
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from compliance import scans
+from compliance.registry import Finding, Requirement, check
+
+CALL_TEMPLATE = "consultations/call.html"
+
+REQUIREMENT = Requirement(
+    7,
+    gettext_lazy("Adaptive audio and video quality"),
+    gettext_lazy(
+        "The software must adapt audio and video quality when the connection quality "
+        "varies; the participants decide whether to continue at lower quality."
+    ),
+    gettext_lazy(
+        "The call uses WebRTC congestion control without fixed bitrate caps, prefers a "
+        "lower frame rate or resolution as set by the client, shows a live quality "
+        "indicator and offers a switch to audio only."
+    ),
+    gettext_lazy("Annex 31b as amended on 15 June 2022: § 5 (organisational requirements)"),
+)
+
+
+def _call_scripts() -> dict[str, str]:
+    return {
+        file.path: file.text()
+        for file in scans.static_files((".js", ".mjs"))
+        if file.own and file.path.startswith("js/")
+    }
+
+
+@check(
+    "no_bitrate_caps",
+    gettext_lazy("The call client sets no fixed bitrate cap (static check of the JavaScript)"),
+    static=True,
+)
+def no_bitrate_caps() -> Finding:
+    scripts = _call_scripts()
+    if not scripts:
+        return Finding.failed(_("No call client scripts found below static/js/."))
+    capped = sorted(
+        path
+        for path, text in scripts.items()
+        if re.search(r"\bmaxBitrate\b|b=AS:|b=TIAS:|\bmaxFramerate\s*:", text)
+    )
+    if capped:
+        return Finding.failed(
+            _("Static check: fixed bitrate caps in %(files)s.") % {"files": ", ".join(capped)}
+        )
+    return Finding.passed(
+        _(
+            "Static check: none of the %(count)d call scripts sets maxBitrate or a bandwidth "
+            "line; WebRTC congestion control adapts the rate."
+        )
+        % {"count": len(scripts)}
+    )
+
+
+@check(
+    "degradation_preference",
+    gettext_lazy("The call client sets a degradation preference (static check of the JavaScript)"),
+    static=True,
+)
+def degradation_preference() -> Finding:
+    found = sorted(p for p, text in _call_scripts().items() if "degradationPreference" in text)
+    if not found:
+        return Finding.failed(_("Static check: no call script sets degradationPreference."))
+    return Finding.passed(
+        _("Static check: degradationPreference is set in %(files)s.") % {"files": ", ".join(found)}
+    )
+
+
+@check(
+    "quality_controls",
+    gettext_lazy(
+        "The call page shows a quality indicator and offers "
+        "an audio-only switch (static check of template and JavaScript)"
+    ),
+    static=True,
+)
+def quality_controls() -> Finding:
+    try:
+        source = get_template(CALL_TEMPLATE).template.source
+    except TemplateDoesNotExist:
+        return Finding.failed(_("Static check: the call page template is missing."))
+    stats = sorted(p for p, text in _call_scripts().items() if "getStats" in text)
+    missing = [
+        name
+        for name, present in (
+            ('data-role="quality"', 'data-role="quality"' in source),
+            ('data-action="audio-only"', 'data-action="audio-only"' in source),
+            ("getStats()", bool(stats)),
+        )
+        if not present
+    ]
+    if missing:
+        return Finding.failed(
+            _("Static check: the call page lacks %(missing)s.") % {"missing": ", ".join(missing)}
+        )
+    return Finding.passed(
+        _(
+            "Static check: the call page has a quality indicator fed by getStats() "
+            "(%(files)s) and an audio-only switch; the participants decide whether to go on."
+        )
+        % {"files": ", ".join(stats)}
+    )
