@@ -36,7 +36,7 @@ export class Tile {
   constructor(template, id) {
     this.element = template.content.firstElementChild.cloneNode(true);
     this.element.dataset.participantId = id;
-    this.video = this.part("tile-video");
+    this.video = this.part("remote-video");
     this.stream = new MediaStream();
     this.video.srcObject = this.stream;
   }
