@@ -44,11 +44,16 @@ VERBOSE = "--verbose" in sys.argv
 # Resolves with the epoch-ms time of the first remote video frame presented.
 FIRST_FRAME_JS = """() => new Promise((resolve, reject) => {
   setTimeout(() => reject(new Error("no remote video frame within 30 s")), 30000);
-  const video = document.querySelector('[data-role="remote-video"]');
   const done = () => resolve(performance.timeOrigin + performance.now());
-  if (video.requestVideoFrameCallback) { video.requestVideoFrameCallback(done); return; }
-  const poll = () => (video.videoWidth > 0 ? done() : setTimeout(poll, 5));
-  poll();
+  // The other person's tile (and its video) is created when the connection starts.
+  const start = () => {
+    const video = document.querySelector('[data-role="remote-video"]');
+    if (!video) { setTimeout(start, 5); return; }
+    if (video.requestVideoFrameCallback) { video.requestVideoFrameCallback(done); return; }
+    const poll = () => (video.videoWidth > 0 ? done() : setTimeout(poll, 5));
+    poll();
+  };
+  start();
 })"""
 # Records the epoch-ms time of a click on a button (data-action) in window.__bench[action].
 CLICK_CLOCK_JS = """(action) => {

@@ -62,6 +62,22 @@ def test_signaling_bench_runs_project_and_baseline(tmp_path):
         }
 
 
+def test_mesh_bench_sets_up_nine_person_calls(tmp_path):
+    args = ("--redis",) if PRODUCTION_PROFILE else ()
+    result = run_bench("mesh", tmp_path, *args)["result"]
+    assert result["calls_set_up"] == result["calls_requested"] == 2
+    assert (result["people_per_call"], result["pairs_per_call"]) == (9, 36)
+    assert result["errors"] == 0, result["error_kinds"]
+    assert result["server_log_errors"] == []
+    assert result["setup_ms"]["count"] == 2 and result["setup_ms"]["p50_ms"] > 0
+    messages = result["messages_per_call"]
+    # Every pair negotiated over addressed relays: one offer and one answer per pair.
+    assert messages["sent_by_type"]["offer"] == messages["sent_by_type"]["answer"] == 36
+    assert messages["delivered_by_type"]["offer"] == 36
+    assert messages["sent_by_type"]["admit"] == 8
+    assert messages["repeated_announcements"] == {}  # each admission announced once
+
+
 @pytest.mark.skipif(PRODUCTION_PROFILE, reason=SELF_CONTAINED)
 def test_connections_bench_holds_waiting_patients(tmp_path):
     data = run_bench("connections", tmp_path)

@@ -1,4 +1,5 @@
-"""The call client's pure logic (quality rating, safety code) run with Node.js.
+"""The call client's pure logic (quality rating, safety code, who offers to whom in a
+mesh, the uplink budget) run with Node.js.
 
 The same ES modules the browser loads are imported unchanged; Chromium runs them in
 tests/e2e. `make test` installs Node (Debian's, 18 on a fresh machine); the repository's
@@ -144,3 +145,162 @@ def test_try_again_close_keeps_polling_within_2_seconds():
     """4503 (Redis down): signaling must be back within seconds of Redis returning."""
     delays = reconnect_delays(4503)
     assert max(delays) <= 2_500
+
+
+# --- mesh.js: who offers to whom ------------------------------------------------------
+
+
+def mesh(expression: str):
+    return run_module(
+        f"import * as mesh from '{JS_DIR / 'mesh.js'}';console.log(JSON.stringify({expression}));"
+    )
+
+
+@pytest.mark.parametrize(
+    ("self_role", "event", "other_role", "offers"),
+    [
+        # The doctor offers to everyone it is told was admitted ...
+        ("doctor", "admitted", "patient", True),
+        ("doctor", "admitted", "guest", True),
+        ("doctor", "participant-joined", "guest", False),
+        # ... nobody else offers to the doctor ...
+        ("patient", "participant-joined", "doctor", False),
+        ("guest", "participant-joined", "doctor", False),
+        # ... and between two others, the one admitted earlier offers to the newcomer.
+        ("patient", "participant-joined", "guest", True),
+        ("guest", "participant-joined", "patient", True),
+        ("guest", "participant-joined", "guest", True),
+        ("guest", "admitted", "patient", False),
+    ],
+)
+def test_who_offers(self_role, event, other_role, offers):
+    assert (
+        mesh(
+            f"mesh.offersTo({json.dumps(self_role)}, {json.dumps(event)}, {json.dumps(other_role)})"
+        )
+        is offers
+    )
+
+
+def test_every_pair_has_exactly_one_offerer_and_one_polite_side():
+    """Simulate admissions in order: for each pair exactly one side offers, and both ends
+    agree which of them is the polite one."""
+    result = mesh(
+        "(() => {"
+        " const order = ['doctor', 'patient', 'guest', 'guest', 'guest'];"
+        " const ids = ['d0c', 'Zp1', 'a2g', 'Mg3', 'kg4'];"
+        " const pairs = [];"
+        " order.forEach((newRole, n) => {"
+        "  order.slice(0, n).forEach((oldRole, o) => {"
+        # The doctor hears `admitted` for the newcomer; the others `participant-joined`.
+        "   const oldEvent = oldRole === 'doctor' ? 'admitted' : 'participant-joined';"
+        "   const oldOffers = mesh.offersTo(oldRole, oldEvent, newRole);"
+        # The newcomer hears nothing per person: its own `admitted` lists everyone.
+        "   const newOffers = false;"
+        "   const politeOld = mesh.isPolite(oldRole, newRole, ids[o], ids[n]);"
+        "   const politeNew = mesh.isPolite(newRole, oldRole, ids[n], ids[o]);"
+        "   pairs.push({offers: Number(oldOffers) + Number(newOffers),"
+        "    onePolite: politeOld !== politeNew,"
+        "    doctorImpolite: oldRole !== 'doctor' || !politeOld});"
+        "  });"
+        " });"
+        " return pairs;"
+        "})()"
+    )
+    assert len(result) == 10
+    assert all(pair == {"offers": 1, "onePolite": True, "doctorImpolite": True} for pair in result)
+
+
+def test_doctor_is_never_polite():
+    assert mesh(
+        "[mesh.isPolite('doctor', 'patient', 'a', 'b'), mesh.isPolite('doctor', 'guest', 'z', 'b')]"
+    ) == [False, False]
+    assert mesh("mesh.isPolite('guest', 'doctor', 'a', 'z')") is True
+
+
+def test_tiles_are_ordered_doctor_patient_then_guests_by_admission():
+    people = [
+        {"id": "g2", "role": "guest", "since": 4},
+        {"id": "p", "role": "patient", "since": 3},
+        {"id": "g1", "role": "guest", "since": 2},
+        {"id": "d", "role": "doctor", "since": 5},
+    ]
+    assert [p["id"] for p in mesh(f"mesh.tileOrder({json.dumps(people)})")] == [
+        "d",
+        "p",
+        "g1",
+        "g2",
+    ]
+    assert mesh(f"mesh.primaryPeer('doctor', {json.dumps(people)}).id") == "p"
+    assert mesh(f"mesh.primaryPeer('guest', {json.dumps(people)}).id") == "d"
+    assert mesh("mesh.primaryPeer('patient', [])") is None
+
+
+def test_ids_fall_back_to_the_role_for_a_server_without_ids():
+    assert mesh("mesh.idOf({from: 'abcdefgh12'}, 'from', 'doctor')") == "abcdefgh12"
+    assert mesh("mesh.idOf({}, 'from', 'doctor')") == "doctor"
+    assert mesh("mesh.idOf({from: 7}, 'from', 'patient')") == "patient"
+
+
+# --- bandwidth.js: the uplink budget ---------------------------------------------------
+
+
+def bandwidth(expression: str):
+    return run_module(
+        f"import * as bw from '{JS_DIR / 'bandwidth.js'}';"
+        f"console.log(JSON.stringify({expression}));"
+    )
+
+
+def test_two_person_call_has_no_budget_and_no_cap():
+    assert bandwidth("[bw.budgetFor(1), bw.budgetFor(2)]") == [None, None]
+    encoding = {"active": True, "maxBitrate": 500000, "scaleResolutionDownBy": 2}
+    shaped = bandwidth(
+        f"(() => {{ const e = {json.dumps(encoding)};"
+        " const changed = bw.shapeEncoding('video', e, null); return {e, changed}; })()"
+    )
+    assert shaped == {"e": {"active": True, "scaleResolutionDownBy": 1}, "changed": True}
+    audio = bandwidth(
+        "(() => { const e = {active: true}; bw.shapeEncoding('audio', e, null); return e; })()"
+    )
+    assert audio == {"active": True}
+
+
+def test_budget_splits_the_uplink_over_the_peers_from_three_people_on():
+    budgets = bandwidth("[3, 4, 5, 6, 7, 8, 9].map((n) => bw.budgetFor(n))")
+    uplink = bandwidth("bw.UPLINK_BUDGET_KBPS")
+    assert [b["peers"] for b in budgets] == [2, 3, 4, 5, 6, 7, 8]
+    for budget in budgets:
+        # Everything this sender sends, to all peers, fits the uplink budget ...
+        assert budget["peers"] * (budget["audioKbps"] + budget["videoKbps"]) <= uplink
+        # ... and audio comes first: its share is reserved before video gets the rest.
+        assert budget["audioKbps"] >= 32
+    video = [b["videoKbps"] for b in budgets]
+    assert video == sorted(video, reverse=True) and video[0] > 3 * video[-1]
+    scales = [b["scaleResolutionDownBy"] for b in budgets]
+    assert scales == sorted(scales) and scales[0] == 1 and scales[-1] > 1
+
+
+def test_nine_people_on_a_2_mbit_uplink_still_hear_each_other():
+    """Eight copies of audio and thumbnail video fit into 2 Mbit/s, with headroom."""
+    budget = bandwidth("bw.budgetFor(9)")
+    total_kbps = budget["peers"] * (budget["audioKbps"] + budget["videoKbps"])
+    assert total_kbps <= 0.85 * 2000
+    assert budget["videoKbps"] >= bandwidth("bw.MIN_VIDEO_KBPS")
+
+
+def test_budget_is_applied_to_video_encodings_and_audio_gets_priority():
+    shaped = bandwidth(
+        "(() => { const b = bw.budgetFor(5); const v = {active: true}, a = {active: true};"
+        " bw.shapeEncoding('video', v, b); bw.shapeEncoding('audio', a, b);"
+        " return {v, a, b}; })()"
+    )
+    assert shaped["v"]["maxBitrate"] == shaped["b"]["videoKbps"] * 1000
+    assert shaped["v"]["scaleResolutionDownBy"] == shaped["b"]["scaleResolutionDownBy"]
+    assert "maxBitrate" not in shaped["a"]  # audio is never capped
+    assert shaped["a"]["priority"] == "high" and shaped["v"]["priority"] == "low"
+    unchanged = bandwidth(
+        "(() => { const b = bw.budgetFor(5); const v = {active: true};"
+        " bw.shapeEncoding('video', v, b); return bw.shapeEncoding('video', v, b); })()"
+    )
+    assert unchanged is False  # nothing to set again: no needless setParameters

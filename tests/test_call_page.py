@@ -24,6 +24,9 @@ CALL_MODULES = [
     "ui.js",
     "devices.js",
     "safety.js",
+    "mesh.js",
+    "bandwidth.js",
+    "tiles.js",
 ]
 
 
@@ -34,6 +37,17 @@ def _fast_password_hashing(settings):
 
 def call_page(client, issued, name: str = "Paula Patientin") -> str:
     response = client.post("/", {"code": issued.patient_code, "name": name, "consent": "on"})
+    assert response.status_code == 302
+    response = client.get("/call/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.fixture
+def doctor_issued_call(client, doctor, issued) -> str:
+    """The call page as the appointment's logged-in doctor sees it."""
+    client.force_login(doctor)
+    response = client.post("/", {"code": issued.doctor_code, "name": "", "consent": ""})
     assert response.status_code == 302
     response = client.get("/call/")
     assert response.status_code == 200
@@ -72,10 +86,9 @@ def test_patient_name_is_escaped_on_the_call_page(client, issued):
     assert "<b>Paula</b>" not in html
 
 
-def test_client_adapts_quality_without_caps_and_records_nothing():
+def test_client_adapts_quality_and_records_nothing():
     code = client_code()
     assert "degradationPreference" in code and "getStats" in code
-    assert "maxBitrate" not in code
     assert "MediaRecorder" not in code
     # Chat is a negotiated data channel (peer-to-peer), not a server message type.
     assert 'createDataChannel("chat", { negotiated: true, id: 0 })' in code
@@ -97,6 +110,68 @@ def test_every_client_string_has_a_german_translation():
     translated = {
         entry.msgid for entry in catalogue.translated_entries() if "fuzzy" not in entry.flags
     }
-    msgids = set(re.findall(r'gettext\(\s*"((?:[^"\\]|\\.)*)"', client_code()))
+    msgids = set(re.findall(r'\bgettext\(\s*"((?:[^"\\]|\\.)*)"', client_code()))
     assert msgids, "no gettext calls found"
     assert sorted(msgids - translated) == []
+
+
+def test_every_client_role_label_has_a_german_translation():
+    catalogue = polib.pofile(str(ROOT / "locale" / "de" / "LC_MESSAGES" / "djangojs.po"))
+    translated = {
+        (entry.msgctxt, entry.msgid): entry.msgstr
+        for entry in catalogue.translated_entries()
+        if "fuzzy" not in entry.flags
+    }
+    labels = re.findall(r'pgettext\(\s*"([^"]+)",\s*"([^"]+)"\)', client_code())
+    assert len(labels) == 3
+    assert {translated.get(label) for label in labels} == {
+        "Ärztin/Arzt",
+        "Patientin/Patient",
+        "Begleitperson",
+    }
+
+
+def test_only_the_mesh_budget_module_limits_a_bitrate():
+    """Two-person calls stay uncapped (KBV § 5 Nr. 7): caps live in bandwidth.js alone."""
+    capped = [
+        path.name
+        for path in JS_DIR.glob("*.js")
+        if re.search(r"\bmaxBitrate\b|b=AS:|b=TIAS:|\bmaxFramerate\b", path.read_text())
+    ]
+    assert capped == ["bandwidth.js"]
+
+
+def test_call_page_has_tile_and_waiting_templates_for_the_doctor(client, doctor_issued_call):
+    html = doctor_issued_call
+    assert '<template data-role="tile-template">' in html
+    assert '<template data-role="waiting-template">' in html
+    assert 'data-action="remove"' in html and "Zurück ins Wartezimmer" in html
+
+
+def test_patient_page_has_no_doctor_controls(client, issued):
+    html = call_page(client, issued)
+    assert '<template data-role="tile-template">' in html
+    assert 'data-action="remove"' not in html
+    assert 'data-role="waiting-template"' not in html
+
+
+@pytest.mark.parametrize("path", ["/faq/", "/nutzungsbedingungen/"])
+def test_faq_and_terms_say_who_may_join_and_that_the_doctor_lets_everyone_in(client, path):
+    html = client.get(path).content.decode()
+    for phrase in [
+        "Begleitperson",
+        "Dolmetscher",
+        "Gruppensitzung",
+        "höchstens neun Personen",
+        "eigenen Gastcode",
+        "lässt alle herein",
+        "einzeln eintreten",
+        "ins Wartezimmer zurückschicken",
+    ]:
+        assert phrase in html, phrase
+
+
+def test_faq_in_english_says_the_same(client):
+    client.post("/i18n/setlang/", {"language": "en", "next": "/faq/"})
+    html = client.get("/faq/").content.decode()
+    assert "at most nine people" in html and "lets everyone in" in html

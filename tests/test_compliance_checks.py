@@ -309,12 +309,19 @@ GOOD_CLIENT = {
     "js/peer.js": "sender.setParameters({...p, degradationPreference: 'balanced'});",
     "js/quality.js": "const stats = await pc.getStats();",
 }
+MESH_BUDGET = "export const SHARE_FROM_PARTICIPANTS = 3;\nencoding.maxBitrate = kbps * 1000;\n"
 
 
 @pytest.mark.parametrize(
     ("check_id", "files"),
     [
         ("no_bitrate_caps", {**GOOD_CLIENT, "js/peer.js": "enc.maxBitrate = 300000;"}),
+        # the mesh budget may not start at two people, nor write bandwidth lines
+        (
+            "no_bitrate_caps",
+            {**GOOD_CLIENT, "js/bandwidth.js": MESH_BUDGET.replace("= 3;", "= 2;")},
+        ),
+        ("no_bitrate_caps", {**GOOD_CLIENT, "js/bandwidth.js": MESH_BUDGET + "sdp += 'b=AS:300';"}),
         ("degradation_preference", {"js/quality.js": "pc.getStats()"}),
         ("no_recording_code", {"js/rec.js": "const r = new MediaRecorder(stream);"}),
         (
@@ -337,6 +344,7 @@ def test_offending_static_file_fails(tmp_path, check_id, files):
 def test_clean_static_files_pass(tmp_path):
     files = {
         **GOOD_CLIENT,
+        "js/bandwidth.js": MESH_BUDGET,
         "css/site.css": "body { background: url('/static/img/x.svg'); }",
         "js/ns.js": "// see https://example.com/docs\nel = document.createElementNS("
         "'http://www.w3.org/2000/svg', 'svg');",

@@ -38,6 +38,22 @@ def _call_scripts() -> dict[str, str]:
     }
 
 
+# The one module allowed to limit a send bitrate: the uplink budget of a mesh call, which
+# applies only from SHARE_FROM_PARTICIPANTS people on (a two-person call stays uncapped).
+MESH_BUDGET_SCRIPT = "js/bandwidth.js"
+CAP = re.compile(r"\bmaxBitrate\b|b=AS:|b=TIAS:|\bmaxFramerate\s*:")
+SHARE_FROM = re.compile(r"export const SHARE_FROM_PARTICIPANTS = (\d+);")
+
+
+def _capped(path: str, text: str) -> bool:
+    if path != MESH_BUDGET_SCRIPT:
+        return bool(CAP.search(text))
+    share_from = SHARE_FROM.search(text)
+    # only maxBitrate per encoding, and never for a call of two
+    bandwidth_lines = re.search(r"b=AS:|b=TIAS:|\bmaxFramerate\s*:", text)
+    return bool(bandwidth_lines) or share_from is None or int(share_from.group(1)) < 3
+
+
 @check(
     "no_bitrate_caps",
     gettext_lazy("The call client sets no fixed bitrate cap (static check of the JavaScript)"),
@@ -47,21 +63,18 @@ def no_bitrate_caps() -> Finding:
     scripts = _call_scripts()
     if not scripts:
         return Finding.failed(_("No call client scripts found below static/js/."))
-    capped = sorted(
-        path
-        for path, text in scripts.items()
-        if re.search(r"\bmaxBitrate\b|b=AS:|b=TIAS:|\bmaxFramerate\s*:", text)
-    )
+    capped = sorted(path for path, text in scripts.items() if _capped(path, text))
     if capped:
         return Finding.failed(
             _("Static check: fixed bitrate caps in %(files)s.") % {"files": ", ".join(capped)}
         )
     return Finding.passed(
         _(
-            "Static check: none of the %(count)d call scripts sets maxBitrate or a bandwidth "
-            "line; WebRTC congestion control adapts the rate."
+            "Static check: none of the %(count)d call scripts sets a fixed bitrate cap or a "
+            "bandwidth line; WebRTC congestion control adapts the rate. Only from three "
+            "people on, %(budget)s shares the uplink out between the peers of the mesh."
         )
-        % {"count": len(scripts)}
+        % {"count": len(scripts), "budget": MESH_BUDGET_SCRIPT}
     )
 
 

@@ -1,16 +1,20 @@
-// Text chat over the peer connection's data channel: messages go straight to the other
-// browser (DTLS-encrypted), never through the server, and are stored nowhere.
+// Text chat over the peer connections' data channels: a message goes straight to every
+// other browser in the call (DTLS-encrypted, one copy per pair), never through the
+// server, and is stored nowhere.
 
 const MAX_LENGTH = 2000;
 
 export class Chat {
-  constructor({ log, form, input, button }) {
+  /**
+   * `broadcast(message)` sends an object over every open data channel and returns how
+   * many received it (call.js owns the connections).
+   */
+  constructor({ log, form, input, button, broadcast }) {
     this.log = log;
     this.form = form;
     this.input = input;
     this.button = button;
-    this.peer = null;
-    this.peerName = "";
+    this.broadcast = broadcast;
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.send();
@@ -18,13 +22,7 @@ export class Chat {
     this.setEnabled(false);
   }
 
-  /** Use a peer connection's channel (`peer.sendData`), or none (`null`). */
-  attach(peer, peerName) {
-    this.peer = peer;
-    this.peerName = peerName || "";
-    this.setEnabled(Boolean(peer && peer.channelOpen));
-  }
-
+  /** Enabled while at least one data channel is open. */
   setEnabled(enabled) {
     this.input.disabled = !enabled;
     this.button.disabled = !enabled;
@@ -32,17 +30,17 @@ export class Chat {
 
   send() {
     const text = this.input.value.trim().slice(0, MAX_LENGTH);
-    if (!text || !this.peer) return;
-    if (this.peer.sendData({ type: "chat", text })) {
+    if (!text) return;
+    if (this.broadcast({ type: "chat", text }) > 0) {
       this.append(gettext("You"), text, "self");
       this.input.value = "";
     }
   }
 
-  /** A message from the data channel. */
-  receive(message) {
+  /** A message from a data channel; `author` is that participant's name. */
+  receive(message, author) {
     if (typeof message.text !== "string") return;
-    this.append(this.peerName || gettext("Other side"), message.text.slice(0, MAX_LENGTH), "peer");
+    this.append(author || gettext("Other side"), message.text.slice(0, MAX_LENGTH), "peer");
   }
 
   append(author, text, side) {
@@ -58,7 +56,7 @@ export class Chat {
     meta.textContent = `${author} · ${time}`;
     const body = document.createElement("span");
     body.className = "chat-text";
-    body.textContent = text; // never innerHTML: the text comes from the other browser
+    body.textContent = text; // never innerHTML: the text comes from another browser
     item.append(meta, body);
     this.log.append(item);
     this.log.scrollTop = this.log.scrollHeight;

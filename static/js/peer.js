@@ -1,22 +1,26 @@
-// One RTCPeerConnection between doctor and patient, using the "perfect negotiation"
-// pattern (WebRTC 1.0 specification, section "Perfect negotiation example").
+// One RTCPeerConnection to one other participant, using the "perfect negotiation"
+// pattern (WebRTC 1.0 specification, section "Perfect negotiation example"). A call of
+// more than two people holds one of these per pair (mesh.js says who offers).
 //
-// Roles: the doctor is the *impolite* peer, the patient the *polite* one. When both
-// sides offer at the same moment (e.g. both restart ICE), the doctor's offer wins and the
-// patient rolls its own offer back. The doctor also makes the first offer: it creates
-// its connection when the patient is admitted; the patient creates its connection
-// lazily when that offer arrives.
+// Roles: the doctor is always the *impolite* peer; between two non-doctors mesh.js picks
+// the polite one from both ids, so that both sides agree even if both made the first
+// offer (the server's announcements of two near-simultaneous admissions can cross).
+// When both sides offer at the same moment (e.g. both restart ICE), the impolite side's
+// offer wins and the polite side rolls its own offer back. The side that does not make
+// the first offer creates its connection lazily when that offer arrives.
 //
 // ICE is trickled (every candidate is sent as it is found, `null` at the end). When
 // the connection fails, or stays "disconnected" for a few seconds, we restart ICE.
 // Chat runs over a *negotiated* data channel with id 0, so both sides create it
 // themselves and it never depends on who offered first.
 
+import { shapeEncoding } from "./bandwidth.js";
 import { fingerprintOf } from "./safety.js";
 
 const DISCONNECTED_GRACE_MS = 4000;
 // "balanced" lets the browser trade resolution and frame rate against each other under
-// congestion; WebRTC's own congestion control picks the bitrate. We never cap bitrates.
+// congestion; WebRTC's own congestion control picks the bitrate. Only a mesh of three or
+// more shares the uplink out (bandwidth.js); a two-person call has no cap.
 const DEGRADATION_PREFERENCE = "balanced";
 
 /**
@@ -43,15 +47,19 @@ export function hasTurnServer(iceServers) {
  *  - "channel-open", "channel-close", "channel-message" (detail = parsed object)
  */
 export class Peer extends EventTarget {
-  constructor({ polite, iceServers, stream, icePolicy }) {
+  /** `polite`: a boolean, or a function asked at each collision (ids can change). */
+  constructor({ polite, offerer = !polite, iceServers, stream, icePolicy }) {
     super();
-    this.polite = polite;
+    this.politeness = polite;
+    this.offerer = offerer;
     this.stream = stream;
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.pendingCandidates = [];
     this.disconnectTimer = null;
     this.closed = false;
+    this.budget = null; // bandwidth.js budgetFor(): null = no cap
+    this.parameterQueue = Promise.resolve();
     this.pc = new RTCPeerConnection(rtcConfiguration(iceServers, icePolicy));
     this.channel = this.pc.createDataChannel("chat", { negotiated: true, id: 0 });
     this.addLocalTracks();
@@ -63,7 +71,7 @@ export class Peer extends EventTarget {
       const track = this.stream ? this.stream.getTracks().find((t) => t.kind === kind) : null;
       if (track) {
         this.pc.addTrack(track, this.stream);
-      } else if (!this.polite) {
+      } else if (this.offerer) {
         // No device of this kind: still offer to *receive* it from the other side.
         this.pc.addTransceiver(kind, { direction: "recvonly" });
       }
@@ -92,6 +100,10 @@ export class Peer extends EventTarget {
       }
       if (message && typeof message.type === "string") this.emit("channel-message", message);
     });
+  }
+
+  get polite() {
+    return typeof this.politeness === "function" ? this.politeness() : this.politeness;
   }
 
   async negotiate() {
@@ -195,18 +207,41 @@ export class Peer extends EventTarget {
     });
   }
 
-  /** Set degradationPreference on every video sender (adaptive quality, no caps). */
-  async applyDegradationPreference() {
+  /** Share of the uplink for this pair (bandwidth.js), applied to the senders now. */
+  setBudget(budget) {
+    this.budget = budget;
+    return this.applyDegradationPreference();
+  }
+
+  /**
+   * Set degradationPreference on every video sender (adaptive quality) and the pair's
+   * uplink share, if any. Serialised: two overlapping setParameters calls on one sender
+   * would fail (each needs the transaction of its own getParameters).
+   */
+  applyDegradationPreference() {
+    this.parameterQueue = this.parameterQueue.then(() => this.applySenderParameters());
+    return this.parameterQueue;
+  }
+
+  async applySenderParameters() {
+    if (this.closed) return;
     for (const sender of this.pc.getSenders()) {
-      if (!sender.track || sender.track.kind !== "video") continue;
+      if (!sender.track) continue;
       const parameters = sender.getParameters();
       if (!parameters.encodings || parameters.encodings.length === 0) continue;
-      if (parameters.degradationPreference === DEGRADATION_PREFERENCE) continue;
-      parameters.degradationPreference = DEGRADATION_PREFERENCE;
+      let changed = false;
+      if (sender.track.kind === "video" && parameters.degradationPreference !== DEGRADATION_PREFERENCE) {
+        parameters.degradationPreference = DEGRADATION_PREFERENCE;
+        changed = true;
+      }
+      for (const encoding of parameters.encodings) {
+        if (shapeEncoding(sender.track.kind, encoding, this.budget)) changed = true;
+      }
+      if (!changed) continue;
       try {
         await sender.setParameters(parameters);
       } catch (error) {
-        console.warn("degradationPreference not applied", error.name);
+        console.warn("sender parameters not applied", error.name);
       }
     }
   }

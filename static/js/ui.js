@@ -5,6 +5,7 @@
 // Without the catalog (it failed to load) show the English msgids rather than break.
 if (typeof window.gettext !== "function") {
   window.gettext = (text) => text;
+  window.pgettext = (_context, text) => text;
   window.interpolate = (format, values) =>
     format.replace(/%\((\w+)\)s/g, (_, name) => String(values[name] ?? ""));
 }

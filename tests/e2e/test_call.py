@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -85,17 +86,15 @@ class Participant:
         return self.page.evaluate(STATS_JS)
 
     def wait_frames_above(self, count: int) -> int:
-        self.page.wait_for_function(
-            "async (count) => { const pc = window.redconnect.pc; if (!pc) return false;"
-            " let frames = 0; (await pc.getStats()).forEach((s) => {"
-            " if (s.type === 'inbound-rtp' && s.kind === 'video')"
-            " frames = s.framesDecoded || 0; });"
-            " return frames > count; }",
-            arg=count,
-            timeout=TIMEOUT_MS,
-            polling=250,
-        )
-        return self.stats()["framesDecoded"]
+        """Polled from Python: page.wait_for_function does not await an async predicate
+        (the returned Promise counts as truthy at once), and getStats is async."""
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            stats = self.stats()
+            if stats and stats["framesDecoded"] > count:
+                return stats["framesDecoded"]
+            assert time.monotonic() < deadline, f"no more than {count} frames decoded: {stats}"
+            self.page.wait_for_timeout(250)
 
 
 def open_participant(browser, base_url: str) -> Participant:
