@@ -442,7 +442,16 @@ class Room:
         return [
             # Stored before anybody hears `admitted`: whoever reconnects finds it there.
             StoreAdmission(target.seat, target.join),
-            Deliver(target.channel, self._intro_event("call.admit")),
+            # Who was admitted before, in order: the doctor is the one sequencer of
+            # admissions, so the newcomer never mistakes an earlier admission (whose
+            # `call.joined` may still be on its way) for a later one and both offer.
+            Deliver(
+                target.channel,
+                {
+                    **self._intro_event("call.admit"),
+                    "before": [m.channel for m in self._admitted_others() if m is not target],
+                },
+            ),
             Send({"type": "admitted", "id": target.id}),
         ]
 
@@ -509,6 +518,11 @@ class Room:
         sender.admitted, sender.said_bye, sender.seen = True, False, now
         if self.me.admitted:
             return actions
+        for channel in event.get("before", ()):
+            earlier = self.others.get(channel)
+            if earlier is not None and not earlier.admitted:
+                earlier.admitted, earlier.said_bye = True, False
+                earlier.order = self._next_order()
         self.me.admitted, self.me.said_bye = True, False
         self.me.order = self._next_order()
         actions += [KeepAdmission(), Broadcast(self._event("call.joined"))]

@@ -26,6 +26,7 @@ class Bus:
         self.other: dict[str, list] = {}
         self.events: list[dict] = []
         self.clock = 0.0
+        self.held: list[tuple[str, dict]] | None = None  # see hold_broadcasts()
 
     def join(self, name: str, role: str, seat: str | None = None, *, admitted=None, join="j"):
         self.clock += 1
@@ -63,6 +64,9 @@ class Bus:
                 queue.extend(self._handle(action.channel, action.event))
             elif isinstance(action, room.Broadcast):
                 self.events.append(action.event)
+                if self.held is not None:
+                    self.held.append((source, action.event))
+                    continue
                 for target in list(self.rooms):
                     queue.extend(self._handle(target, action.event))
             else:
@@ -85,6 +89,15 @@ class Bus:
             "call.ping": lambda e: target.on_ping(e, NOW),
         }[event["type"]]
         return [(channel, action) for action in handler(event)]
+
+    def hold_broadcasts(self) -> None:
+        """Group events wait (e.g. in Redis) while direct deliveries go through."""
+        self.held = []
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        for source, event in held:
+            self.run(source, [room.Broadcast(event)])
 
     def frame(self, who: room.Room, frame: dict) -> None:
         self.run(who.me.channel, who.on_frame(protocol.parse(json.dumps(frame))))
@@ -194,6 +207,23 @@ def test_admission_by_id_and_who_hears_it(bus):
     assert bus.take(guest) == [
         {"type": "participant-joined", "id": "id-pat", "role": "patient", "name": "pat"}
     ]
+
+
+def test_quick_admissions_keep_their_order_when_group_events_lag(bus):
+    """The patient's `call.joined` reaches the guest only after the guest's own admission:
+    the guest must still know that the patient came first, so only the patient offers."""
+    doctor = bus.join("doc", room.DOCTOR)
+    patient = bus.join("pat", room.PATIENT)
+    guest = bus.join("gst", room.GUEST, "guest-0")
+    bus.take(doctor), bus.take(patient), bus.take(guest)
+    bus.hold_broadcasts()
+    bus.frame(doctor, {"type": "admit"})
+    bus.frame(doctor, {"type": "admit", "id": guest.me.id})
+    bus.release()
+    (admitted,) = bus.take(guest)  # no participant-joined for the earlier patient
+    assert [e["id"] for e in admitted["participants"]] == ["id-doc", "id-pat"]
+    joined = [m for m in bus.take(patient) if m["type"] == "participant-joined"]
+    assert [m["id"] for m in joined] == ["id-gst"]
 
 
 def test_admit_refusals(bus):
