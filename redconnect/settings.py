@@ -8,6 +8,7 @@ must refuse to run rather than run half-configured. Variables: shared/CONTRACT.m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -249,15 +250,25 @@ if REDIS_URL:
     from redconnect import redisconf
 
     # Values and reasons: redconnect/redisconf.py and docs/architecture.md ("Channel
-    # layer"). RedisChannelLayer, not RedisPubSubChannelLayer: bounded queues with
-    # ChannelFull instead of unbounded memory, messages kept (up to `expiry`) for a
-    # consumer that is briefly busy, group membership that expires. Capacity 200 per
-    # connection sits above the consumer's flood limit (100 frames / 10 s).
+    # layer"). RedisChannelLayer's queues, capacities and expiry (bounded, ChannelFull
+    # instead of unbounded memory, group membership that expires), delivered in-process
+    # when both consumers live in this process and read by one pump per process
+    # (signaling/layers.py: channels_redis' own receive lost messages under load).
+    # Messages that do go through Redis are encrypted: Redis never holds signaling
+    # content in clear. The key is derived from SECRET_KEY (all processes share it)
+    # unless CHANNEL_LAYER_KEY sets one of its own.
+    CHANNEL_LAYER_KEY = (
+        env_str("CHANNEL_LAYER_KEY")
+        or hashlib.sha256(b"redconnect channel layer\0" + SECRET_KEY.encode()).hexdigest()
+    )
     CACHES = {"default": redisconf.cache_config(REDIS_URL)}
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": redisconf.channel_layer_config(REDIS_URL),
+            "BACKEND": "signaling.layers.LocalFirstRedisChannelLayer",
+            "CONFIG": {
+                **redisconf.channel_layer_config(REDIS_URL),
+                "symmetric_encryption_keys": [CHANNEL_LAYER_KEY],
+            },
         }
     }
 else:
