@@ -91,6 +91,12 @@ class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
 
 # --- Production: Redis with in-process delivery ------------------------------------------
 
+# redis-py's default pool raises MaxConnectionsError beyond 100 connections in flight:
+# a burst of more than 100 consumers sending across processes at once (a trickle-ICE
+# storm, a connect storm of group_adds) would lose events. A blocking pool makes the
+# excess wait for a free connection instead, and bounds the process's connections.
+POOL_SIZE = 64  # connections per process and Redis host
+POOL_WAIT = 5.0  # seconds a command waits for a free connection before it fails
 PUMP_BATCH = 256  # messages popped from the process queue per round trip
 SWEEP_INTERVAL = 5.0  # seconds between two walks that drop expired mail and idle mailboxes
 
@@ -154,6 +160,15 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         self.dropped = 0  # messages from Redis for a local channel that was full
         self._next_sweep = 0.0
         self.local_prefix = f"specific.{self.client_prefix}!"
+
+    def create_pool(self, index: int):
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel and the like: channels_redis' own pool
+            return super().create_pool(index)
+        address = host.pop("address")
+        host.setdefault("max_connections", POOL_SIZE)
+        host.setdefault("timeout", POOL_WAIT)
+        return aioredis.BlockingConnectionPool.from_url(address, **host)
 
     # --- Whose channel is it -----------------------------------------------------------
 

@@ -252,9 +252,7 @@ async def test_a_cancelled_receive_loses_nothing(layer_config):
         await sender.close_pools()
 
 
-async def test_expired_messages_are_not_delivered_and_idle_mailboxes_go(
-    layer_config, monkeypatch
-):
+async def test_expired_messages_are_not_delivered_and_idle_mailboxes_go(layer_config, monkeypatch):
     monkeypatch.setattr(layers, "SWEEP_INTERVAL", 0.0)
     layer = LocalFirstRedisChannelLayer(**{**layer_config["CONFIG"], "expiry": 1})
     try:
@@ -288,3 +286,23 @@ async def test_redis_going_away_fails_every_waiting_receive(layer_config, redis_
     finally:
         await layer.flush()
         await other.close_pools()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(layer_config):
+    """More senders at once than the pool has connections (redis-py's default pool
+    would raise MaxConnectionsError beyond 100): all are delivered, in order per sender."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        burst = 3 * layers.POOL_SIZE
+        await asyncio.gather(
+            *(sender.send(channel, {"type": "call.ping", "n": n}) for n in range(burst))
+        )
+        received = [
+            (await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(burst)
+        ]
+        assert sorted(received) == list(range(burst))
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
