@@ -98,6 +98,7 @@ class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
 POOL_SIZE = 64  # connections per process and Redis host
 POOL_WAIT = 5.0  # seconds a command waits for a free connection before it fails
 PUMP_BATCH = 256  # messages popped from the process queue per round trip
+PUMP_READ_MARGIN = 5.0  # seconds the pump's read waits beyond BZPOPMIN's own timeout
 SWEEP_INTERVAL = 5.0  # seconds between two walks that drop expired mail and idle mailboxes
 
 # One round trip per cross-process send: the four commands of RedisChannelLayer.send
@@ -409,6 +410,9 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         if client is None:
             host = {**self.hosts[index], "retry": AsyncRetry(NoBackoff(), 0)}
             host["retry_on_error"] = []
+            # redis-py's default socket timeout (5 s) equals BZPOPMIN's: an idle pump
+            # would time out just as Redis answers "nothing". Wait for Redis' answer.
+            host["socket_timeout"] = self.brpop_timeout + PUMP_READ_MARGIN
             client = self.pump_clients[index] = aioredis.Redis(connection_pool=create_pool(host))
         return client
 

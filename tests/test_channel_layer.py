@@ -306,3 +306,21 @@ async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(layer
     finally:
         await receiver.flush()
         await sender.close_pools()
+
+
+async def test_an_idle_process_keeps_receiving(layer_config):
+    """The pump blocks in BZPOPMIN for brpop_timeout seconds at a time; a quiet process
+    (longer than one such wait, and than redis-py's default socket timeout) must not
+    take "no message yet" for a dead Redis."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(receiver.brpop_timeout + 1.5)
+        assert not waiting.done(), waiting
+        await sender.send(channel, {"type": "call.ping", "n": "late"})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == "late"
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
