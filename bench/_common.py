@@ -73,20 +73,26 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 @dataclass
 class ProcessProbe:
-    """CPU seconds of a server process between named marks."""
+    """CPU seconds of a server process (or of several, summed) between named marks."""
 
-    pid: int
+    pid: int | list[int]
     marks: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def pids(self) -> list[int]:
+        return self.pid if isinstance(self.pid, list) else [self.pid]
+
     def mark(self, name: str) -> float:
-        self.marks[name] = cpu_seconds(self.pid)
+        self.marks[name] = sum(cpu_seconds(pid) for pid in self.pids)
         return self.marks[name]
 
     def between(self, start: str, end: str) -> float:
         return round(self.marks[end] - self.marks[start], 3)
 
     def memory(self) -> dict[str, int]:
-        return memory_kib(self.pid)
+        """Summed over the processes (peak: the sum of each one's peak)."""
+        figures = [memory_kib(pid) for pid in self.pids]
+        return {key: sum(f[key] for f in figures) for key in ("rss_kib", "peak_rss_kib")}
 
 
 def client_cpu_seconds() -> float:
@@ -189,11 +195,15 @@ def write_results(name: str, data: dict, path: str | None = None) -> Path:
 
 
 class Deployment:
-    """Its own SQLite database and var dir; optionally its own redis-server."""
+    """Its own SQLite database and var dir; optionally its own redis-server and several
+    server processes (which then meet through that Redis, as behind nginx)."""
 
-    def __init__(self, *, redis: bool = False, settings_module: str | None = None):
+    def __init__(
+        self, *, redis: bool = False, settings_module: str | None = None, processes: int = 1
+    ):
         self.workdir = Path(tempfile.mkdtemp(prefix="redconnect-bench-"))
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(processes)]
+        self.port = self.ports[0]
         self.redis = RedisServer().start() if redis else None
         extra = {
             "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
@@ -207,7 +217,7 @@ class Deployment:
                 filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])
             )
         self.env = embedded_env(self.workdir, **extra)
-        self.server: ServeProcess | None = None
+        self.servers: list[ServeProcess] = []
 
     def prepare(self) -> dict:
         manage(self.env, "migrate", "-v0")
@@ -230,26 +240,34 @@ class Deployment:
         return json.loads(result.stdout)
 
     def start(self) -> ServeProcess:
-        self.server = ServeProcess(self.env, port=self.port).start(timeout=60)
-        return self.server
+        for port in self.ports:
+            self.servers.append(ServeProcess(self.env, port=port).start(timeout=60))
+        return self.servers[0]
+
+    @property
+    def server(self) -> ServeProcess | None:
+        return self.servers[0] if self.servers else None
 
     @property
     def pid(self) -> int:
-        return self.server.process.pid
+        return self.servers[0].process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.process.pid for server in self.servers]
 
     def stop(self) -> None:
-        if self.server:
-            self.server.stop()
+        for server in self.servers:
+            server.stop()
         if self.redis:
             self.redis.stop()
 
     def server_errors(self) -> list[str]:
-        """Tracebacks and ERROR lines the server printed (never content: it logs none)."""
-        if not self.server:
-            return []
+        """Tracebacks and ERROR lines the servers printed (never content: they log none)."""
         return [
             line
-            for line in self.server.output().splitlines()
+            for server in self.servers
+            for line in server.output().splitlines()
             if " ERROR " in line or line.startswith("Traceback")
         ]
 

@@ -99,6 +99,15 @@ async def run_target(target, args) -> dict:
         "drop_reasons": sorted(set(d for d in dropped if d))[:5],
         "server_cpu_s_opening": probe.between("open_start", "hold_start"),
         "server_cpu_s_idle_hold": probe.between("hold_start", "hold_end"),
+        # What waiting patients cost while nothing happens (heartbeats, presence refresh).
+        "idle_cpu_percent_of_core": round(
+            100 * probe.between("hold_start", "hold_end") / args.hold, 1
+        ),
+        "server_cpu_ms_per_connection_opened": (
+            round(1000 * probe.between("open_start", "hold_start") / len(sockets), 2)
+            if sockets
+            else None
+        ),
     }
 
 
@@ -144,8 +153,12 @@ def main() -> int:
     servers = data["servers"]
     if "project" in servers and "baseline" in servers:
         data["ratio"] = {
-            "kib_per_connection": ratio(
-                servers["project"]["kib_per_connection"], servers["baseline"]["kib_per_connection"]
+            key: ratio(servers["project"][key], servers["baseline"][key])
+            for key in (
+                "kib_per_connection",
+                "server_cpu_s_opening",
+                "server_cpu_s_idle_hold",
+                "idle_cpu_percent_of_core",
             )
         }
     data["machine"]["loadavg_at_end"] = loadavg()
@@ -158,6 +171,8 @@ def main() -> int:
         ("peak RSS (MiB)", "peak_rss_mib"),
         ("CPU s opening", "server_cpu_s_opening"),
         ("CPU s idle hold", "server_cpu_s_idle_hold"),
+        ("idle CPU (% of a core)", "idle_cpu_percent_of_core"),
+        ("CPU ms per connection opened", "server_cpu_ms_per_connection_opened"),
         ("connect failures", "connect_failures"),
     ]
     print_table(
@@ -165,6 +180,8 @@ def main() -> int:
         [(label, *(fmt(s[key]) for s in servers.values())) for label, key in figures],
         ("figure", *servers),
     )
+    for key, value in data.get("ratio", {}).items():
+        print(f"  project / baseline, {key}: {fmt(value, 2)}")
     write_results("connections-quick" if args.quick else "connections", data, args.json_path)
     return 0 if all(s["connected"] for s in servers.values()) else 1
 

@@ -1,6 +1,9 @@
-"""A/B run: a Redis deployment with channels_redis' pub/sub layer instead of the core one.
+"""A/B run: a Redis deployment with channels_redis' pub/sub layer instead of the project's.
 
-.venv/bin/python bench/signaling.py --only project_redis --settings bench.settings_pubsub
+.venv/bin/python bench/signaling.py --only redis_pubsub,pubsub_2p_spread
+(the signaling benchmark selects this module itself for those targets)
+
+Same encryption as production, so that the comparison includes its cost.
 """
 
 from redconnect.settings import *  # noqa: F403

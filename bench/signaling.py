@@ -1,14 +1,31 @@
-"""Signaling benchmark: the project's daphne against a bare `websockets` relay.
+"""Signaling benchmark: the project's daphne against a bare `websockets` relay and peerjs.
 
 For each server: N concurrent calls are set up (HTTP join of patient and doctor,
 WebSocket connect, admit, offer/answer, 20 candidates each way), then every connection
 sends candidates at a fixed total message rate for a while; each message carries its
 send time, so the peer measures the relay latency. Reported per server: set-up rate,
 relay latency p50/p95/p99, messages/s, server CPU seconds (and CPU per relayed message),
-peak RSS (all from /proc), errors; and the ratio project/baseline for each figure.
+peak RSS (all from /proc, summed over a deployment's processes), errors; and the ratio
+of each server to the bare relay (`baseline`) for each figure.
+
+Servers (`--only a,b,…`):
+  project             embedded default, in-process layer, one process
+  project_redis       Redis deployment (signaling.layers.LocalFirstRedisChannelLayer), one process
+  redis_2p_spread     the same with two processes; every call's doctor on one process and
+                      its patient on the other, so every relayed message crosses Redis
+  redis_2p_colocated  two processes, both participants of a call on the same one (what a
+                      routing key and nginx `hash … consistent` would give); calls alternate
+  redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
+  core_2p_spread      … and with two processes, spread
+  redis_pubsub        one process on channels_redis' RedisPubSubChannelLayer
+  pubsub_2p_spread    … and with two processes, spread
+  baseline            bench/baseline_relay.py, a bare relay on `websockets` (same protocol)
+  peerjs              peerjs-server (npm `peer`, installed into a temp dir on first use)
+Two-process deployments are offered --rate per process (twice the total).
 
     .venv/bin/python bench/signaling.py            # 500 calls, 1000 msg/s for 20 s
-    .venv/bin/python bench/signaling.py --redis    # also the project on Redis
+    .venv/bin/python bench/signaling.py --redis    # also the Redis deployments (1 and 2 processes)
+    .venv/bin/python bench/signaling.py --redis --layers --peerjs   # everything side by side
     .venv/bin/python bench/signaling.py --quick    # smoke: 10 calls (make test)
 """
 
@@ -18,9 +35,12 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import signal
+import socket as socketlib
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -51,6 +71,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 CANDIDATES = 20
+CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 14)
+PUBSUB = "bench.settings_pubsub"  # channels_redis' RedisPubSubChannelLayer
 # Chrome's frames are ~3-4 KiB for an audio+video+data offer; the exact text does not
 # matter to a relay, its size and the fingerprint line do.
 SDP = (
@@ -116,13 +138,32 @@ def stamp_of(message: dict) -> int | None:
 
 
 class ProjectTarget:
-    """The project's `manage.py serve`, in-process layers or Redis."""
+    """The project's `manage.py serve`, in-process layers or Redis, one or more processes.
 
-    def __init__(self, label: str, redis: bool, doctors: bool = True, settings: str | None = None):
+    placement (several processes): "spread" puts call i's patient on process i and its
+    doctor on process i + 1 (every call crosses processes), "colocated" both on process i.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        redis: bool,
+        doctors: bool = True,
+        settings: str | None = None,
+        processes: int = 1,
+        placement: str = "spread",
+    ):
         self.label = label
-        self.deployment = Deployment(redis=redis, settings_module=settings)
+        self.deployment = Deployment(redis=redis, settings_module=settings, processes=processes)
         self.doctors = doctors
+        self.processes = processes
+        self.placement = placement
         self.calls: list[dict] = []
+
+    def port_for(self, index: int, role: str) -> int:
+        ports = self.deployment.ports
+        shift = 1 if (role == "doctor" and self.placement == "spread") else 0
+        return ports[(index + shift) % len(ports)]
 
     def start(self, calls: int) -> None:
         self.deployment.prepare()
@@ -137,11 +178,16 @@ class ProjectTarget:
     def pid(self) -> int:
         return self.deployment.pid
 
+    @property
+    def pids(self) -> list[int]:
+        return self.deployment.pids
+
     async def join(self, index: int, role: str) -> dict:
         call = self.calls[index]
+        port = self.port_for(index, role)
         if role == "patient":
-            return await join_project(self.port, call["patient_code"], f"Patientin {index}")
-        return await join_project(self.port, call["doctor_code"], "", call["doctor_cookies"])
+            return await join_project(port, call["patient_code"], f"Patientin {index}")
+        return await join_project(port, call["doctor_code"], "", call["doctor_cookies"])
 
     def stop(self) -> list[str]:
         errors = self.deployment.server_errors()
@@ -151,6 +197,7 @@ class ProjectTarget:
 
 class BaselineTarget:
     label = "baseline"
+    processes = 1
 
     def __init__(self):
         self.port = free_port()
@@ -176,6 +223,13 @@ class BaselineTarget:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    def port_for(self, index: int, role: str) -> int:
+        return self.port
+
     async def join(self, index: int, role: str) -> dict:
         client = HttpClient(self.port)
         response = await client.request(
@@ -184,6 +238,148 @@ class BaselineTarget:
         if response.status != 302:
             raise RuntimeError(f"baseline join: HTTP {response.status}")
         return client.cookies
+
+    def stop(self) -> list[str]:
+        self.process.terminate()
+        _, stderr = self.process.communicate(timeout=10)
+        return [line for line in stderr.decode().splitlines() if "Error" in line]
+
+
+PEERJS_VERSION = "1.0.2"  # npm `peer`: peerjs-server, the most-used open-source signaling server
+PEERJS_KINDS = {"offer": "OFFER", "answer": "ANSWER", "candidate": "CANDIDATE"}
+
+
+def install_peerjs() -> Path:
+    """peerjs-server from the npm registry into a temp dir (reused between runs, never
+    part of the repository); returns its start script."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"the peerjs target needs {tool} (Debian: nodejs, npm)")
+    prefix = Path(tempfile.gettempdir()) / f"redconnect-bench-peerjs-{PEERJS_VERSION}"
+    script = prefix / "node_modules" / "peer" / "dist" / "bin" / "peerjs.js"
+    if not script.exists():
+        print(f"installing peer@{PEERJS_VERSION} into {prefix}", flush=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(prefix),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"peer@{PEERJS_VERSION}",
+            ],
+            check=True,
+            timeout=600,
+        )
+    return script
+
+
+class PeerjsSocket:
+    """A peerjs client connection that speaks our frames: sends wrap them in peerjs'
+    envelope addressed to the peer, reads unwrap them (the reader does the same)."""
+
+    def __init__(self, connection: ClientConnection):
+        self.connection = connection
+        self.peer = ""
+
+    async def send(self, text: str) -> None:
+        if text.startswith('{"type": "candidate"'):
+            kind = "CANDIDATE"
+        else:
+            kind = PEERJS_KINDS[json.loads(text)["type"]]
+        await self.connection.send(f'{{"type":"{kind}","dst":"{self.peer}","payload":{text}}}')
+
+    async def recv(self) -> str:
+        while True:
+            message = json.loads(await self.connection.recv())
+            if "payload" in message:
+                return json.dumps(message["payload"])
+            if message.get("type") in {"ERROR", "ID-TAKEN", "EXPIRE"}:
+                return json.dumps({"type": "error", "code": message["type"]})
+
+    def __aiter__(self):
+        return self.connection.__aiter__()
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class PeerjsTarget:
+    """peerjs-server on node: no join, no admission; a call is two peers that relay
+    offer/answer/candidates to each other by id (what its clients do)."""
+
+    label = "peerjs"
+    processes = 1
+
+    def __init__(self):
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self, calls: int) -> None:
+        script = install_peerjs()
+        version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+        print(f"peerjs {PEERJS_VERSION} on node {version.strip()}", flush=True)
+        self.process = subprocess.Popen(
+            [
+                "node",
+                str(script),
+                "--port",
+                str(self.port),
+                "--host",
+                "127.0.0.1",
+                "--alive_timeout",
+                "3600000",
+                "--concurrent_limit",
+                "100000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"peerjs exited: {self.process.stderr.read().decode()[-500:]}")
+            try:
+                socketlib.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("peerjs did not start")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    async def _open(self, peer_id: str) -> PeerjsSocket:
+        connection = await connect(
+            f"ws://127.0.0.1:{self.port}/peerjs?key=peerjs&id={peer_id}&token=t{peer_id}",
+            compression=None,
+            max_size=256 * 1024,
+            open_timeout=120,
+            close_timeout=5,
+        )
+        opened = json.loads(await asyncio.wait_for(connection.recv(), 60))
+        if opened.get("type") != "OPEN":
+            raise SetupError(f"peerjs answered {opened.get('type')}")
+        return PeerjsSocket(connection)
+
+    async def set_up_call(self, index: int) -> Call:
+        started = time.perf_counter()
+        patient = await self._open(f"pat{index}")
+        doctor = await self._open(f"doc{index}")
+        doctor.peer, patient.peer = f"pat{index}", f"doc{index}"
+        await doctor.send(json.dumps({"type": "offer", "sdp": SDP}))
+        await expect(patient, "offer")
+        await patient.send(json.dumps({"type": "answer", "sdp": SDP}))
+        await expect(doctor, "answer")
+        await asyncio.gather(trickle(doctor, patient, 0), trickle(patient, doctor, CANDIDATES))
+        return Call(doctor, patient, (time.perf_counter() - started) * 1000)
 
     def stop(self) -> list[str]:
         self.process.terminate()
@@ -246,10 +442,10 @@ async def set_up_call(target, index: int) -> Call:
     started = time.perf_counter()
     patient_cookies = await target.join(index, "patient")
     doctor_cookies = await target.join(index, "doctor")
-    patient = await open_socket(target.port, patient_cookies)
+    patient = await open_socket(target.port_for(index, "patient"), patient_cookies)
     await expect(patient, "welcome")
     await expect(patient, "waiting")
-    doctor = await open_socket(target.port, doctor_cookies)
+    doctor = await open_socket(target.port_for(index, "doctor"), doctor_cookies)
     await expect(doctor, "welcome")
     await expect(doctor, "peer-waiting")
     await doctor.send(json.dumps({"type": "admit"}))
@@ -267,6 +463,8 @@ async def reader(socket: ClientConnection, tally: Tally, closed_ok: asyncio.Even
         async for raw in socket:
             now = time.perf_counter_ns()
             message = json.loads(raw)
+            if "payload" in message:  # peerjs: {"type", "src", "dst", "payload": our frame}
+                message = message["payload"]
             kind = message.get("type")
             if kind == "candidate":
                 stamp = stamp_of(message)
@@ -325,14 +523,13 @@ def start_profiler(target, args, phase: str) -> subprocess.Popen | None:
 
 
 async def run_target(target, args) -> dict:
-    probe = ProcessProbe(target.pid)
+    probe = ProcessProbe(target.pids)
     probe.mark("start")
     client_start = client_cpu_seconds()
     setup_profiler = start_profiler(target, args, "setup")
     started = time.perf_counter()
-    results = await gather_limited(
-        args.setup_concurrency, (set_up_call(target, i) for i in range(args.calls))
-    )
+    set_up = getattr(target, "set_up_call", None) or (lambda i: set_up_call(target, i))
+    results = await gather_limited(args.setup_concurrency, (set_up(i) for i in range(args.calls)))
     setup_s = time.perf_counter() - started
     probe.mark("setup")
     if setup_profiler:
@@ -347,7 +544,8 @@ async def run_target(target, args) -> dict:
     closed_ok = asyncio.Event()
     readers = [asyncio.create_task(reader(s, tally, closed_ok)) for s in sockets]
     loop = asyncio.get_running_loop()
-    interval = len(sockets) / args.rate if sockets else 1.0
+    rate = args.rate * target.processes  # --rate is per server process
+    interval = len(sockets) / rate if sockets else 1.0
     steady_client_start = client_cpu_seconds()
     profiler = start_profiler(target, args, "steady")
     probe.mark("steady_start")
@@ -369,6 +567,8 @@ async def run_target(target, args) -> dict:
         tally.errors["lost"] += lost
     steady_cpu = probe.between("steady_start", "steady_end")
     return {
+        "server_processes": target.processes,
+        "offered_messages_per_s": rate,
         "calls_requested": args.calls,
         "calls_set_up": len(calls),
         "setup_seconds": round(setup_s, 3),
@@ -420,28 +620,44 @@ def ratios(ours: dict, base: dict) -> dict:
     return {name: ratio(dig(ours, path), dig(base, path)) for name, path in RATIO_KEYS.items()}
 
 
+FIGURES = [
+    ("server processes", ("server_processes",)),
+    ("offered msg/s (total)", ("offered_messages_per_s",)),
+    ("set-up rate (calls/s)", ("setup_calls_per_s",)),
+    ("set-up per call p50 (ms)", ("setup_ms", "p50_ms")),
+    ("relay latency p50 (ms)", ("relay_latency", "p50_ms")),
+    ("relay latency p95 (ms)", ("relay_latency", "p95_ms")),
+    ("relay latency p99 (ms)", ("relay_latency", "p99_ms")),
+    ("messages/s relayed", ("messages_per_s",)),
+    ("server CPU s (total)", ("server_cpu_s", "total")),
+    ("server CPU µs/message", ("server_cpu_us_per_message",)),
+    ("server peak RSS (MiB)", ("server_peak_rss_mib",)),
+    ("messages lost", ("error_kinds", "lost")),
+    ("errors", ("errors",)),
+]
+
+
 def report(servers: dict[str, dict], ratio_sets: dict[str, dict]) -> None:
     names = list(servers)
     rows = [
         (
             label,
-            *(fmt(dig(servers[n], path)) for n in names),
-            *(fmt(ratio_sets[r].get(key), 2) for r in ratio_sets),
+            *(
+                fmt(
+                    dig(servers[n], path)
+                    if dig(servers[n], path) is not None
+                    else (0 if path[0] == "error_kinds" else None)
+                )
+                for n in names
+            ),
         )
-        for label, key, path in [
-            ("set-up rate (calls/s)", "setup_calls_per_s", ("setup_calls_per_s",)),
-            ("set-up per call p50 (ms)", "setup_p50_ms", ("setup_ms", "p50_ms")),
-            ("relay latency p50 (ms)", "relay_p50_ms", ("relay_latency", "p50_ms")),
-            ("relay latency p95 (ms)", "relay_p95_ms", ("relay_latency", "p95_ms")),
-            ("relay latency p99 (ms)", "relay_p99_ms", ("relay_latency", "p99_ms")),
-            ("messages/s relayed", "messages_per_s", ("messages_per_s",)),
-            ("server CPU s (total)", "server_cpu_s_total", ("server_cpu_s", "total")),
-            ("server CPU µs/message", "server_cpu_us_per_message", ("server_cpu_us_per_message",)),
-            ("server peak RSS (MiB)", "server_peak_rss_mib", ("server_peak_rss_mib",)),
-            ("errors", "errors", ("errors",)),
-        ]
+        for label, path in FIGURES
     ]
-    print_table("signaling benchmark", rows, ("figure", *names, *ratio_sets))
+    print_table("signaling benchmark", rows, ("figure", *names))
+    if ratio_sets:
+        keys = list(RATIO_KEYS)
+        rows = [(key, *(fmt(ratio_sets[r].get(key), 2) for r in ratio_sets)) for key in keys]
+        print_table("ratio to the bare relay (same run)", rows, ("figure", *ratio_sets))
     for name in names:
         if servers[name]["error_kinds"]:
             print(f"  {name} errors: {servers[name]['error_kinds']}")
@@ -473,12 +689,18 @@ def main() -> int:
         "--setup-concurrency", type=int, default=50, help="calls being set up at the same time (50)"
     )
     parser.add_argument(
-        "--redis", action="store_true", help="also run the project with its own redis-server"
+        "--redis",
+        action="store_true",
+        help="also the Redis deployments: project_redis, redis_2p_spread, redis_2p_colocated",
     )
     parser.add_argument(
-        "--only",
-        help="comma-separated servers to run: project, project_redis (implies --redis), baseline",
+        "--layers",
+        action="store_true",
+        help="also channels_redis' own layers: redis_core, core_2p_spread, redis_pubsub, "
+        "pubsub_2p_spread",
     )
+    parser.add_argument("--peerjs", action="store_true", help="also peerjs-server (npm `peer`)")
+    parser.add_argument("--only", help="comma-separated servers to run (see the module doc)")
     parser.add_argument(
         "--settings",
         help="DJANGO_SETTINGS_MODULE for the project's server (A/B runs of a change; "
@@ -498,20 +720,34 @@ def main() -> int:
         parser.error("more than 8 frames/s per connection would hit the 100-per-10-s limit")
     raise_fd_limit(8 * args.calls + 1024)
 
-    wanted = set((args.only or "project,baseline").split(","))
-    if args.redis and not args.only:
-        wanted.add("project_redis")
-    targets = [
-        (name, make)
-        for name, make in [
-            ("project", lambda: ProjectTarget("project", False, True, args.settings)),
-            ("project_redis", lambda: ProjectTarget("project_redis", True, True, args.settings)),
-            ("baseline", BaselineTarget),
-        ]
-        if name in wanted
-    ]
-    if not targets:
-        parser.error("--only names none of: project, project_redis, baseline")
+    makers = {
+        "project": lambda: ProjectTarget("project", False, True, args.settings),
+        "project_redis": lambda: ProjectTarget("project_redis", True, True, args.settings),
+        "redis_2p_spread": lambda: ProjectTarget(
+            "redis_2p_spread", True, True, args.settings, 2, "spread"
+        ),
+        "redis_2p_colocated": lambda: ProjectTarget(
+            "redis_2p_colocated", True, True, args.settings, 2, "colocated"
+        ),
+        "redis_core": lambda: ProjectTarget("redis_core", True, True, CORE),
+        "core_2p_spread": lambda: ProjectTarget("core_2p_spread", True, True, CORE, 2),
+        "redis_pubsub": lambda: ProjectTarget("redis_pubsub", True, True, PUBSUB),
+        "pubsub_2p_spread": lambda: ProjectTarget("pubsub_2p_spread", True, True, PUBSUB, 2),
+        "baseline": BaselineTarget,
+        "peerjs": PeerjsTarget,
+    }
+    wanted = ["project"]
+    if args.redis:
+        wanted += ["project_redis", "redis_2p_spread", "redis_2p_colocated"]
+    if args.layers:
+        wanted += ["redis_core", "core_2p_spread", "redis_pubsub", "pubsub_2p_spread"]
+    wanted += ["baseline"] + (["peerjs"] if args.peerjs else [])
+    if args.only:
+        wanted = args.only.split(",")
+    unknown = [name for name in wanted if name not in makers]
+    if unknown:
+        parser.error(f"unknown servers {unknown}; known: {', '.join(makers)}")
+    targets = [(name, makers[name]) for name in wanted]
 
     data = {
         "benchmark": "signaling",
@@ -522,7 +758,8 @@ def main() -> int:
     }
     for name, make in targets:
         print(
-            f"running {name}: {args.calls} calls, {args.rate:g} msg/s for {args.duration:g} s",
+            f"running {name}: {args.calls} calls, {args.rate:g} msg/s per process "
+            f"for {args.duration:g} s",
             flush=True,
         )
         data["servers"][name] = asyncio.run(measure(make(), args))

@@ -1,8 +1,8 @@
 """Redis configuration for the channel layer and the cache (production profile).
 
-Why the layer is `RedisChannelLayer` and why these numbers: docs/architecture.md,
-"Channel layer". Kept out of settings.py so that tests can build the exact layer and
-cache a production process uses.
+Why the layer is a `RedisChannelLayer` (signaling.layers.LocalFirstRedisChannelLayer) and
+why these numbers: docs/architecture.md, "Channel layer". Kept out of settings.py so that
+tests can build the exact layer and cache a production process uses.
 
 After a Redis restart every pooled connection in every server process is dead, and
 redis-py does not retry by default: the first command on each stale connection would

@@ -308,15 +308,16 @@ if REDIS_URL:
     from redconnect import redisconf
 
     # Values and reasons: redconnect/redisconf.py and docs/architecture.md ("Channel
-    # layer"). RedisChannelLayer, not RedisPubSubChannelLayer: bounded queues with
-    # ChannelFull instead of unbounded memory, messages kept (up to `expiry`) for a
-    # consumer that is briefly busy, group membership that expires. Capacity 200 per
-    # connection sits above the consumer's flood limit (100 frames / 10 s).
+    # layer"). RedisChannelLayer's queues, capacities and expiry (bounded, ChannelFull
+    # instead of unbounded memory, group membership that expires), delivered in-process
+    # when both consumers live in this process and read by one pump per process
+    # (signaling/layers.py: channels_redis' own receive lost messages under load).
+    # Messages that do go through Redis are encrypted with CHANNEL_LAYER_KEY (above):
+    # Redis never holds signaling content in clear.
     CACHES = {"default": redisconf.cache_config(REDIS_URL)}
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # Messages encrypted with CHANNEL_LAYER_KEY (nothing readable in Redis).
+            "BACKEND": "signaling.layers.LocalFirstRedisChannelLayer",
             "CONFIG": redisconf.channel_layer_config(REDIS_URL, CHANNEL_LAYER_KEY),
         }
     }

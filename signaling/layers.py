@@ -1,19 +1,78 @@
-"""The in-process channel layer of the embedded default, without its per-message full scan.
+"""Channel layers: the embedded default's in-memory layer, and the Redis layer of production.
 
-Channels' `InMemoryChannelLayer` runs `_clean_expired()` — a walk over every channel
-queue and every group member of the process — at each `receive()` and `group_send()`.
-Every consumer waits in `receive()`, so each relayed frame costs O(connections): with
-500 calls (1,000 sockets) that walk was a quarter of the server's CPU and capped the
-relay at under 200 frames/s (bench/README.md, "Performance"). Expiry is a safety net
-for messages nobody reads (default 60 s); running it at most once a second keeps that
-net and makes the cost per frame independent of the number of connections.
+`ThrottledInMemoryChannelLayer` (embedded default). Channels' `InMemoryChannelLayer` runs
+`_clean_expired()` — a walk over every channel queue and every group member of the
+process — at each `receive()` and `group_send()`. Every consumer waits in `receive()`, so
+each relayed frame costs O(connections): with 500 calls (1,000 sockets) that walk was a
+quarter of the server's CPU and capped the relay at under 200 frames/s (bench/README.md,
+"Performance"). Expiry is a safety net for messages nobody reads (default 60 s); running
+it at most once a second keeps that net and makes the cost per frame independent of the
+number of connections.
+
+`LocalFirstRedisChannelLayer` (production, `REDIS_URL` set). channels_redis'
+`RedisChannelLayer` lost messages under load (issue 14: 10,846 of 15,000 at 1,000 msg/s,
+p50 4 s) because of how a process *reads* its Redis queue: every consumer of the process
+waits in `receive()` for one shared lock, and the holder fetches a single message with
+four sequential Redis round trips (EVAL cleanup, BZPOPMIN, ZADD backup, ZPOPMIN backup).
+One process thus receives a few hundred messages per second whatever the offered load;
+the process queue fills to its capacity and every further send raises `ChannelFull`,
+which the consumer turns into a dropped event. A bigger capacity only delays that.
+
+This subclass keeps everything that made `RedisChannelLayer` the choice (docs/
+architecture.md, "Channel layer": bounded queues with `ChannelFull`, messages kept up
+to `expiry`, expiring group membership, `symmetric_encryption_keys`) and changes the
+delivery path:
+
+1. **In-process first.** A process-local channel name carries the client prefix of the
+   layer instance that created it (`specific.<prefix>!<id>`), i.e. of the process whose
+   consumer reads it. `send()` to a channel of this instance puts the message straight
+   into that channel's local mailbox (bounded by `capacity`; full → `ChannelFull`, as
+   before); `group_send()` reads the group's members from Redis as before (members live
+   in any process) and delivers to its own members the same way. Such messages are
+   never serialised and never touch Redis — nothing of them exists outside the
+   process's memory.
+2. **Redis as the cross-process fallback.** A channel of another process is sent to
+   through Redis exactly as `RedisChannelLayer` does (same keys, same capacity check,
+   encrypted by its serializer), but in one round trip (a Lua script instead of four
+   commands).
+3. **One reader per process.** Instead of consumers taking turns on a lock, one pump
+   task per process pops its Redis queue in batches (`ZPOPMIN key 256`, blocking with
+   `BZPOPMIN` only when it is empty) and hands each message to the mailbox of its
+   channel. Its in-flight backup queue is gone: it protected messages against a
+   *consumer's* cancelled receive, and the pump is never cancelled while the process
+   serves (a process that dies loses its queue's messages either way: their consumers
+   died with it).
+
+Order: a sender's messages to one channel always take the same route (decided by the
+channel's name), so they arrive in the order sent. Messages from senders in different
+processes have no common order (with `RedisChannelLayer` neither: they race to Redis);
+the consumer tells a stale sender from its current peer by `from` and `since`.
+
+A Redis failure in the pump (connection lost, Redis restarted) is raised in every
+waiting `receive()` of the process — exactly as before, each consumer then closes its
+WebSocket with 4503 and the page reconnects — and the next `receive()` starts a new pump.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 import time
+import types
+from collections import deque
 
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from channels_redis.core import RedisChannelLayer
+from channels_redis.utils import _close_redis, create_pool
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+logger = logging.getLogger("redconnect")
 
 CLEAN_INTERVAL = 1.0  # seconds between two expiry walks
 clock = time.monotonic  # replaceable in tests
@@ -28,3 +87,374 @@ class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
             return
         self._next_clean = now + CLEAN_INTERVAL
         super()._clean_expired()
+
+
+# --- Production: Redis with in-process delivery ------------------------------------------
+
+# redis-py's default pool raises MaxConnectionsError beyond 100 connections in flight:
+# a burst of more than 100 consumers sending across processes at once (a trickle-ICE
+# storm, a connect storm of group_adds) would lose events. A blocking pool makes the
+# excess wait for a free connection instead, and bounds the process's connections.
+POOL_SIZE = 64  # connections per process and Redis host
+POOL_WAIT = 5.0  # seconds a command waits for a free connection before it fails
+PUMP_BATCH = 256  # messages popped from the process queue per round trip
+PUMP_READ_MARGIN = 5.0  # seconds the pump's read waits beyond BZPOPMIN's own timeout
+SWEEP_INTERVAL = 5.0  # seconds between two walks that drop expired mail and idle mailboxes
+
+# One round trip per cross-process send: the four commands of RedisChannelLayer.send
+# (drop expired, check capacity, add, refresh the key's expiry), atomically.
+SEND_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+    return 1
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 0
+"""
+# The same for a group's members on one Redis host: KEYS are the process queues,
+# ARGV the message for each, then each capacity, then now, oldest kept score, expiry.
+GROUP_SEND_SCRIPT = """
+local n = #KEYS
+local now, oldest, expiry = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local over = 0
+for i = 1, n do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
+    if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[n + i]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over = over + 1
+    end
+end
+return over
+"""
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()  # noqa: S324  (Redis' script id)
+
+
+class _Mailbox:
+    """A local channel's undelivered messages and the receivers waiting for one."""
+
+    __slots__ = ("messages", "waiters")
+
+    def __init__(self) -> None:
+        self.messages: deque[tuple[float, dict]] = deque()  # (expires at, message)
+        self.waiters: deque[asyncio.Future] = deque()
+
+    def idle(self) -> bool:
+        return not self.messages and not self.waiters
+
+
+class LocalFirstRedisChannelLayer(RedisChannelLayer):
+    """`RedisChannelLayer` that delivers in-process when it can and reads with one pump."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mailboxes: dict[str, _Mailbox] = {}
+        self.pumps: dict[str, asyncio.Task] = {}  # process queue name → its pump task
+        self.pump_clients: dict[int, aioredis.Redis] = {}  # Redis host index → connection
+        self._stopping = False
+        self.pump_loop: asyncio.AbstractEventLoop | None = None
+        self.dropped = 0  # messages from Redis for a local channel that was full
+        self._next_sweep = 0.0
+        self.local_prefix = f"specific.{self.client_prefix}!"
+
+    def create_pool(self, index: int):
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel and the like: channels_redis' own pool
+            return super().create_pool(index)
+        address = host.pop("address")
+        host.setdefault("max_connections", POOL_SIZE)
+        host.setdefault("timeout", POOL_WAIT)
+        return aioredis.BlockingConnectionPool.from_url(address, **host)
+
+    # --- Whose channel is it -----------------------------------------------------------
+
+    def is_local(self, channel: str) -> bool:
+        """True for a consumer's channel (`new_channel()`'s default "specific" prefix)
+        created by this layer instance. Channels of other prefixes keep going through
+        Redis: `/healthz` sends itself a message on a "healthz." channel to prove that
+        Redis answers, which an in-process delivery would not prove."""
+        return channel.startswith(self.local_prefix)
+
+    # --- Local mailboxes ---------------------------------------------------------------
+
+    def _mailbox(self, channel: str) -> _Mailbox:
+        box = self.mailboxes.get(channel)
+        if box is None:
+            box = self.mailboxes[channel] = _Mailbox()
+        return box
+
+    def _on_pump_loop(self) -> bool:
+        """Local delivery wakes futures of the receivers' loop: only from that loop. A send
+        from another loop (`async_to_sync` in a thread of its own) goes through Redis, and
+        the pump delivers it."""
+        return self.pump_loop is None or asyncio.get_running_loop() is self.pump_loop
+
+    def _deliver(self, channel: str, message: dict, expires: float) -> bool:
+        """Hand the message to a waiting receiver or queue it; False if the mailbox is full."""
+        box = self._mailbox(channel)
+        while box.waiters:
+            waiter = box.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(message)
+                return True
+        if len(box.messages) >= self.capacity:
+            return False
+        box.messages.append((expires, message))
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired messages and forget idle mailboxes (channels whose consumer left)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        for channel, box in list(self.mailboxes.items()):
+            while box.messages and box.messages[0][0] < now:
+                box.messages.popleft()
+            if box.idle():
+                del self.mailboxes[channel]
+
+    # --- Channel layer API -------------------------------------------------------------
+
+    async def send(self, channel: str, message: dict) -> None:
+        assert isinstance(message, dict), "message is not a dict"
+        assert "__asgi_channel__" not in message
+        if self.is_local(channel) and self._on_pump_loop():
+            now = time.time()
+            self._sweep(now)
+            # A shallow copy, as the receiver of a Redis message gets its own dict.
+            if not self._deliver(channel, dict(message), now + self.expiry):
+                raise ChannelFull()
+            return
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        await self._send_through_redis(channel, message)
+
+    async def _send_through_redis(self, channel: str, message: dict) -> None:
+        if "!" in channel:
+            message = {**message, "__asgi_channel__": channel}
+            index = self.consistent_hash(channel)
+            key = self.prefix + self.non_local_name(channel)
+        else:
+            index = next(self._send_index_generator)
+            key = self.prefix + channel
+        now = time.time()
+        full = await self._script(
+            index,
+            SEND_SCRIPT,
+            [key],
+            [
+                self.serialize(message),
+                now,
+                int(now) - int(self.expiry),
+                self.get_capacity(channel),
+                int(self.expiry),
+            ],
+        )
+        if full:
+            raise ChannelFull()
+
+    async def _script(self, index: int, script: str, keys: list, args: list):
+        connection = self.connection(index)
+        try:
+            return await connection.evalsha(_sha(script), len(keys), *keys, *args)
+        except NoScriptError:  # first use on this Redis (or it was restarted)
+            return await connection.eval(script, len(keys), *keys, *args)
+
+    async def receive(self, channel: str) -> dict:
+        if not self.is_local(channel):
+            return await super().receive(channel)
+        loop = asyncio.get_running_loop()
+        self._ensure_pump(loop, self.non_local_name(channel))
+        box = self._mailbox(channel)
+        now = time.time()
+        while box.messages:
+            expires, message = box.messages.popleft()
+            if expires >= now:
+                return message
+        waiter = loop.create_future()
+        box.waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed over in the same instant the receiver was cancelled: keep it.
+                box.messages.appendleft((now + self.expiry, waiter.result()))
+            elif waiter in box.waiters:
+                box.waiters.remove(waiter)
+            if box.idle() and self.mailboxes.get(channel) is box:
+                del self.mailboxes[channel]
+            raise
+
+    async def group_add(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        key = self._group_key(group)
+        async with self.connection(self.consistent_hash(group)).pipeline(False) as pipe:
+            pipe.zadd(key, {channel: time.time()})
+            pipe.expire(key, self.group_expiry)
+            await pipe.execute()
+
+    async def group_send(self, group: str, message: dict) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        async with self.connection(self.consistent_hash(group)).pipeline(False) as pipe:
+            pipe.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+            pipe.zrange(key, 0, -1)
+            _, members = await pipe.execute()
+        remote = []
+        on_loop = self._on_pump_loop()
+        now = time.time()
+        self._sweep(now)
+        for member in members:
+            channel = member.decode("utf8")
+            if not (self.is_local(channel) and on_loop):
+                remote.append(channel)
+            elif not self._deliver(channel, dict(message), now + self.expiry):
+                logger.info("a local channel of a call group was full; event dropped")
+        if remote:
+            await self._group_send_through_redis(group, remote, message)
+
+    async def _group_send_through_redis(self, group: str, channels: list, message: dict) -> None:
+        by_host, messages, capacities = self._map_channel_keys_to_connection(channels, message)
+        now = time.time()
+        tail = [now, int(now) - int(self.expiry), int(self.expiry)]
+        for index, keys in by_host.items():
+            args = [messages[k] for k in keys] + [capacities[k] for k in keys] + tail
+            over = await self._script(index, GROUP_SEND_SCRIPT, keys, args)
+            if over:
+                logger.info("%s process queue(s) of a call group over capacity", over)
+
+    # --- The pump: one reader of the process's Redis queue -------------------------------
+
+    def _ensure_pump(self, loop: asyncio.AbstractEventLoop, queue: str) -> None:
+        if self.pump_loop is not loop:
+            self._adopt_loop(loop)
+        task = self.pumps.get(queue)
+        if task is None or task.done():
+            self.pumps[queue] = loop.create_task(self._pump(queue))
+
+    def _adopt_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A new event loop (tests run one per test): start over, stop pumps at its close."""
+        if self.pump_loop is not None and self.pump_loop.is_running():
+            # As RedisChannelLayer: one receiving loop per layer (daphne has one).
+            raise RuntimeError("Two event loops are trying to receive() on one channel layer")
+        for task in self.pumps.values():
+            if not task.done() and not task.get_loop().is_closed():
+                task.cancel()
+        if self.pump_loop is not None:
+            self.mailboxes = {}  # their waiters belong to the old loop
+        self.pumps, self.pump_clients, self.pump_loop = {}, {}, loop
+        self.connection(0)  # channels_redis wraps loop.close to close its pools; run before
+        original_close = loop.close
+
+        def close(this, *args, **kwargs):
+            if self.pump_loop is this and not this.is_running():
+                this.run_until_complete(self._stop_pumps())
+            this.close = original_close
+            return original_close(*args, **kwargs)
+
+        loop.close = types.MethodType(close, loop)
+
+    async def _pump(self, queue: str) -> None:
+        index = self.consistent_hash(queue)
+        key = self.prefix + queue
+        connection = self._pump_client(index)
+        try:
+            while True:
+                popped = await connection.zpopmin(key, PUMP_BATCH)
+                if not popped:
+                    found = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                    if found is None:
+                        continue
+                    popped = [(found[1], found[2])]
+                self._dispatch(popped)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if not self._stopping:
+                self._fail_receivers(error)
+
+    def _dispatch(self, popped: list) -> None:
+        now = time.time()
+        oldest = now - self.expiry
+        self._sweep(now)
+        for member, score in popped:
+            if float(score) < oldest:
+                continue  # older than `expiry`: stale, as RedisChannelLayer.send drops it
+            message = self.deserialize(member)
+            target = message.pop("__asgi_channel__")
+            expires = float(score) + self.expiry
+            if isinstance(target, str):
+                self._deliver_from_redis(target, message, expires)
+            else:  # a group message for several channels of this process
+                for channel in target:
+                    self._deliver_from_redis(channel, dict(message), expires)
+
+    def _deliver_from_redis(self, channel: str, message: dict, expires: float) -> None:
+        if not self._deliver(channel, message, expires):
+            # Nobody to tell: the sender's ChannelFull check was against the process queue.
+            self.dropped += 1
+            logger.info("a local channel was full; a message from Redis was dropped")
+
+    def _pump_client(self, index: int) -> aioredis.Redis:
+        """The pump's own connection, without redis-py's retries: its blocking BZPOPMIN must
+        end at once when the pump is stopped (on Python 3.11, redis-py's read timeout turns
+        a cancellation into a TimeoutError, which a retry would answer with another
+        5-second BZPOPMIN), and a dead Redis must reach the receivers at once (they close
+        with 4503 and reconnect; the next pump opens a fresh connection)."""
+        client = self.pump_clients.get(index)
+        if client is None:
+            host = {**self.hosts[index], "retry": AsyncRetry(NoBackoff(), 0)}
+            host["retry_on_error"] = []
+            # redis-py's default socket timeout (5 s) equals BZPOPMIN's: an idle pump
+            # would time out just as Redis answers "nothing". Wait for Redis' answer.
+            host["socket_timeout"] = self.brpop_timeout + PUMP_READ_MARGIN
+            client = self.pump_clients[index] = aioredis.Redis(connection_pool=create_pool(host))
+        return client
+
+    def _fail_receivers(self, error: Exception) -> None:
+        """Redis failed under the pump: every waiting receive() raises (as each waiting
+        receiver of RedisChannelLayer would); the next receive() starts a new pump."""
+        for box in self.mailboxes.values():
+            while box.waiters:
+                waiter = box.waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(_unavailable(error))
+
+    # --- Flush and close ---------------------------------------------------------------
+
+    async def _stop_pumps(self) -> None:
+        self._stopping = True
+        try:
+            pending = [t for t in self.pumps.values() if not t.done()]
+            for task in pending:
+                task.cancel()
+            for client in self.pump_clients.values():
+                # Ends a blocked BZPOPMIN now (see _pump_client), not at its timeout.
+                await client.connection_pool.disconnect(inuse_connections=True)
+            await asyncio.gather(*pending, return_exceptions=True)
+            for client in self.pump_clients.values():
+                await _close_redis(client)
+        finally:
+            self.pumps, self.pump_clients, self._stopping = {}, {}, False
+
+    async def flush(self) -> None:
+        await self._stop_pumps()
+        self.mailboxes = {}
+        await super().flush()
+
+    async def close_pools(self) -> None:
+        await self._stop_pumps()
+        await super().close_pools()
+
+
+def _unavailable(error: Exception) -> RedisConnectionError:
+    """A fresh exception per receiver (one instance raised in many tasks would share and
+    grow one traceback); a redis-py error, so the consumer closes with 4503."""
+    failure = RedisConnectionError(f"channel layer receive failed: {type(error).__name__}")
+    failure.__cause__ = error
+    return failure

@@ -3,7 +3,9 @@
 DESIGN "Signaling": the channel layer's per-channel capacity sits above the flood limit,
 and a full or vanished peer channel is handled, never an internal error. The settings
 are loaded exactly as a production process loads them (REDIS_URL set), then exercised
-against a real redis-server.
+against a real redis-server. Two layer instances stand for two server processes (each
+has its own client prefix, i.e. its own process queue in Redis); channels of one
+instance are that instance's "in-process" channels (signaling.layers).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import asyncio
 import json
 
 import pytest
+import redis
 from channels.exceptions import ChannelFull
-from channels_redis.core import RedisChannelLayer
+from redis.exceptions import RedisError
 
 from redconnect import redisconf
-from signaling import presence, protocol
+from signaling import layers, presence, protocol
+from signaling.layers import LocalFirstRedisChannelLayer
 from tests.helpers import run_manage
 
 pytestmark = pytest.mark.redis
@@ -24,8 +28,10 @@ pytestmark = pytest.mark.redis
 SHOW_SETTINGS = (
     "from django.conf import settings as s; import json; "
     "print(json.dumps([s.CHANNEL_LAYERS['default']['BACKEND'], s.CACHES['default']['BACKEND'], "
-    "s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address']]))"
+    "s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['address'], "
+    "s.CHANNEL_LAYERS['default']['CONFIG']['symmetric_encryption_keys']]))"
 )
+SECRET = "test-secret-key-for-the-layer-config-0123456789"
 
 
 def test_redis_url_switches_layer_and_cache_to_redis(redis_server):
@@ -33,18 +39,34 @@ def test_redis_url_switches_layer_and_cache_to_redis(redis_server):
     result = run_manage(
         ["shell", "-v0", "-c", SHOW_SETTINGS],
         REDIS_URL=redis_server.url,
-        SECRET_KEY="test-secret-key-for-the-layer-config-0123456789",
+        SECRET_KEY=SECRET,
+        CHANNEL_LAYER_KEY="",
     )
     assert result.returncode == 0, result.stderr
-    layer, cache, address = json.loads(result.stdout.strip().splitlines()[-1])
-    assert layer == "channels_redis.core.RedisChannelLayer"
+    layer, cache, address, keys = json.loads(result.stdout.strip().splitlines()[-1])
+    assert layer == "signaling.layers.LocalFirstRedisChannelLayer"
     assert cache == "django.core.cache.backends.redis.RedisCache"
     assert address == redis_server.url
+    # Encrypted, with a key derived from (not equal to) SECRET_KEY.
+    assert len(keys) == 1 and len(keys[0]) >= 32 and SECRET not in keys[0]
+
+
+def test_channel_layer_key_setting_replaces_the_derived_key(redis_server):
+    result = run_manage(
+        ["shell", "-v0", "-c", SHOW_SETTINGS],
+        REDIS_URL=redis_server.url,
+        SECRET_KEY=SECRET,
+        CHANNEL_LAYER_KEY="an-operator-chosen-layer-key-0123456789",
+    )
+    assert result.returncode == 0, result.stderr
+    keys = json.loads(result.stdout.strip().splitlines()[-1])[3]
+    assert keys == ["an-operator-chosen-layer-key-0123456789"]
 
 
 @pytest.fixture
 def layer_config(redis_server) -> dict:
-    return {"CONFIG": redisconf.channel_layer_config(redis_server.url)}
+    config = redisconf.channel_layer_config(redis_server.url)
+    return {"CONFIG": {**config, "symmetric_encryption_keys": ["test-layer-key"]}}
 
 
 def test_layer_capacity_sits_above_the_flood_limit(layer_config):
@@ -60,7 +82,7 @@ def test_layer_capacity_sits_above_the_flood_limit(layer_config):
 
 async def test_a_busy_peer_receives_a_whole_flood_window_in_order(layer_config):
     config = layer_config["CONFIG"]
-    receiver, sender = RedisChannelLayer(**config), RedisChannelLayer(**config)
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
     try:
         channel = await receiver.new_channel()
         burst = protocol.FLOOD_LIMIT + 10  # relays of one window + pings, hello, bye …
@@ -78,7 +100,7 @@ async def test_a_process_that_stopped_reading_makes_senders_see_channel_full(lay
     """The bound exists (no unbounded Redis memory); the consumer turns ChannelFull into a
     dropped event for that peer, never an error for the sender (signaling.consumers)."""
     config = layer_config["CONFIG"]
-    receiver, sender = RedisChannelLayer(**config), RedisChannelLayer(**config)
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
     try:
         channels = [await receiver.new_channel() for _ in range(2)]
         limit = config["channel_capacity"]["specific.*"]
@@ -95,7 +117,7 @@ async def test_stale_connections_after_a_redis_restart_are_retried(redis_server)
     """Redis restarted: the pooled connections are dead. The next send and receive
     succeed anyway (one quick retry), so a reconnecting call is not refused again."""
     config = redisconf.channel_layer_config(redis_server.url)
-    receiver, sender = RedisChannelLayer(**config), RedisChannelLayer(**config)
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
     try:
         channel = await receiver.new_channel()
         await sender.send(channel, {"type": "call.ping", "n": 1})
@@ -122,3 +144,183 @@ def test_the_cache_recovers_after_a_redis_restart(redis_server):
     assert cache.get("rc:test") is None  # emptied, and the stale connection replaced
     cache.set("rc:test", "after", 30)
     assert cache.get("rc:test") == "after"
+
+
+# --- In-process delivery, the pump, privacy (signaling.layers) ---------------------------
+
+
+def redis_commands(url: str) -> dict[str, int]:
+    """Redis' count of calls per command since its start (or the last reset)."""
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+
+async def test_in_process_delivery_never_touches_redis(layer_config, redis_server):
+    """Both consumers in one process: the message stays in memory (privacy, and the
+    reason the relay of such a call costs no Redis round trip)."""
+    layer = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        first, second = await layer.new_channel(), await layer.new_channel()
+        redis.Redis.from_url(redis_server.url).config_resetstat()
+        await layer.send(second, {"type": "call.relay", "text": "v=0 secret-sdp"})
+        received = await asyncio.wait_for(layer.receive(second), 5)
+        assert received == {"type": "call.relay", "text": "v=0 secret-sdp"}
+        written = set(redis_commands(redis_server.url)) & {"zadd", "eval", "evalsha", "publish"}
+        assert not written, f"an in-process message went to Redis: {written}"
+        assert first != second
+    finally:
+        await layer.flush()
+
+
+async def test_cross_process_messages_are_encrypted_in_redis(layer_config, redis_server):
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        await sender.send(channel, {"type": "call.relay", "text": "a=fingerprint:secret-sdp"})
+        # Not received yet: the message waits in the receiving process' Redis queue.
+        client = redis.Redis.from_url(redis_server.url)
+        stored = b"".join(
+            member for key in client.keys("asgi*") for member in client.zrange(key, 0, -1)
+        )
+        assert stored and b"secret-sdp" not in stored and b"call.relay" not in stored
+        received = await asyncio.wait_for(receiver.receive(channel), 5)
+        assert received["text"] == "a=fingerprint:secret-sdp"
+        assert "__asgi_channel__" not in received
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_a_full_local_channel_raises_channel_full_and_keeps_the_order(layer_config):
+    """Per-channel capacity holds for in-process delivery too: the consumer drops the
+    event for that peer (never the sender), and what fitted arrives in order."""
+    layer = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await layer.new_channel()
+        capacity = layer_config["CONFIG"]["capacity"]
+        for number in range(capacity):
+            await layer.send(channel, {"type": "call.relay", "n": number})
+        with pytest.raises(ChannelFull):
+            await layer.send(channel, {"type": "call.relay", "n": capacity})
+        received = [(await layer.receive(channel))["n"] for _ in range(capacity)]
+        assert received == list(range(capacity))
+    finally:
+        await layer.flush()
+
+
+async def test_group_send_reaches_local_and_remote_members_once(layer_config):
+    process_a = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    process_b = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        doctor, patient = await process_a.new_channel(), await process_b.new_channel()
+        old_tab = await process_a.new_channel()
+        for layer, channel in [(process_a, doctor), (process_b, patient), (process_a, old_tab)]:
+            await layer.group_add("appt.test", channel)
+        await process_a.group_send("appt.test", {"type": "call.hello", "n": 1})
+        await process_a.group_discard("appt.test", old_tab)
+        await process_b.group_send("appt.test", {"type": "call.hello", "n": 2})
+        for layer, channel, expected in [
+            (process_a, doctor, [1, 2]),
+            (process_b, patient, [1, 2]),
+            (process_a, old_tab, [1]),
+        ]:
+            got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in expected]
+            # Order holds per sender; the two senders here are different processes.
+            assert sorted(got) == expected
+            with pytest.raises(TimeoutError):  # exactly once: nothing further
+                await asyncio.wait_for(layer.receive(channel), 0.3)
+    finally:
+        await process_a.flush()
+        await process_b.close_pools()
+
+
+async def test_a_cancelled_receive_loses_nothing(layer_config):
+    """Consumers' receives are cancelled when they end (and by timeouts in tests); a
+    message that arrives afterwards waits for the next receive."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        for layer in (receiver, sender):  # in-process, then from the other process
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(receiver.receive(channel), 0.2)
+            await layer.send(channel, {"type": "call.ping", "via": id(layer)})
+            assert (await asyncio.wait_for(receiver.receive(channel), 5))["via"] == id(layer)
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_expired_messages_are_not_delivered_and_idle_mailboxes_go(layer_config, monkeypatch):
+    monkeypatch.setattr(layers, "SWEEP_INTERVAL", 0.0)
+    layer = LocalFirstRedisChannelLayer(**{**layer_config["CONFIG"], "expiry": 1})
+    try:
+        live, gone = await layer.new_channel(), await layer.new_channel()
+        await layer.send(live, {"type": "call.ping", "n": "stale"})
+        await layer.send(gone, {"type": "call.ping"})  # its consumer has left
+        await asyncio.sleep(1.1)
+        await layer.send(live, {"type": "call.ping", "n": "fresh"})  # sweeps
+        assert gone not in layer.mailboxes
+        assert (await asyncio.wait_for(layer.receive(live), 5))["n"] == "fresh"
+    finally:
+        await layer.flush()
+
+
+async def test_redis_going_away_fails_every_waiting_receive(layer_config, redis_server):
+    """What makes every consumer close with 4503 (try again) when Redis goes away; the
+    next receive, once Redis is back, works again."""
+    layer = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    other = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channels = [await layer.new_channel() for _ in range(3)]
+        waiting = [asyncio.ensure_future(layer.receive(channel)) for channel in channels]
+        await asyncio.sleep(0.2)  # the pump now blocks on the process queue
+        redis_server.stop()
+        done, pending = await asyncio.wait(waiting, timeout=10)
+        assert not pending, "a receive kept waiting although Redis was gone"
+        assert all(isinstance(task.exception(), RedisError) for task in done)
+        redis_server.start()
+        await other.send(channels[0], {"type": "call.ping", "n": "after"})
+        assert (await asyncio.wait_for(layer.receive(channels[0]), 5))["n"] == "after"
+    finally:
+        await layer.flush()
+        await other.close_pools()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(layer_config):
+    """More senders at once than the pool has connections (redis-py's default pool
+    would raise MaxConnectionsError beyond 100): all are delivered, in order per sender."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        burst = 3 * layers.POOL_SIZE
+        await asyncio.gather(
+            *(sender.send(channel, {"type": "call.ping", "n": n}) for n in range(burst))
+        )
+        received = [
+            (await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(burst)
+        ]
+        assert sorted(received) == list(range(burst))
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_an_idle_process_keeps_receiving(layer_config):
+    """The pump blocks in BZPOPMIN for brpop_timeout seconds at a time; a quiet process
+    (longer than one such wait, and than redis-py's default socket timeout) must not
+    take "no message yet" for a dead Redis."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(receiver.brpop_timeout + 1.5)
+        assert not waiting.done(), waiting
+        await sender.send(channel, {"type": "call.ping", "n": "late"})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == "late"
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
