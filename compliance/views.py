@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from compliance import report, runner
 from consultations.models import Membership
+from redconnect.timefmt import human
 
 
 def may_audit(user) -> bool:
@@ -46,6 +47,7 @@ def compliance_page(request: HttpRequest) -> HttpResponse:
         "rows": report.build_context(result)["requirements"] if result else [],
         "overall_label": runner.status_label(result["overall"]) if result else "",
         "sha256": runner.evidence_sha256(result) if result else "",
+        "generated_local": human(result["generated_at"]) if result else "",
     }
     response = TemplateResponse(request, "compliance/admin_report.html", context)
     add_never_cache_headers(response)

@@ -65,6 +65,16 @@ class AppointmentForm(forms.ModelForm):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
+    # Not a model field: used for one invitation e-mail and stored nowhere (board.invitations).
+    invite_email = forms.EmailField(
+        label=_("Patient's e-mail address (optional)"),
+        required=False,
+        help_text=_(
+            "We send one invitation with the link and a calendar entry. The address is not stored."
+        ),
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+
     class Meta:
         model = Appointment
         fields = ["doctor", "scheduled_at"]
@@ -155,6 +165,28 @@ class AppointmentAdmin(admin.ModelAdmin):
         )
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
+        self._send_invitation(request, issued, form.cleaned_data.get("invite_email"))
+
+    def _send_invitation(self, request, issued, address) -> None:
+        from board.invitations import send_invitation  # the board app owns invitations
+
+        if not address:
+            return
+        if send_invitation(
+            issued.appointment, code=issued.patient_code, role=services.PATIENT, address=address
+        ):
+            self.message_user(request, _("The invitation e-mail has been sent."), messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                _("The invitation e-mail could not be sent. Please pass the code on another way."),
+                messages.ERROR,
+            )
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        # The invitation belongs to creation only; the detail page has nothing to show.
+        return fields if obj is None else [f for f in fields if f != "invite_email"]
 
     def save_related(self, request, form, formsets, change):
         pass  # nothing related to save; the appointment was created by the service

@@ -41,6 +41,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from redis.exceptions import RedisError
 
+from board import live as board_live
 from consultations import joinsession, services
 from consultations.models import Membership
 from signaling import ice, presence, protocol
@@ -167,6 +168,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         presence.keep_alive(self.appointment.pk, self.role, self.channel_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_send(self.group, self._event("call.hello"))
+        await board_live.report(self)  # board hook: the practice's boards see the arrival
         self.tasks.append(asyncio.create_task(self._heartbeat()))
         if OTHER_ROLE[self.role] in known:
             # The peer answers our hello with its name; welcome once it has (or soon).
@@ -183,6 +185,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(self.group, self.channel_name)
         if not self.superseded:
             await self._group_send(self._event("call.left"))
+        await board_live.report_left(self)  # board hook: the departure
         try:
             await sync_to_async(presence.withdraw, thread_sensitive=False)(
                 self.appointment.pk, self.role, self.channel_name
@@ -310,6 +313,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         self.admitted = False
         await self._group_send(self._event("call.bye"))
         await self._revoke()
+        await board_live.report(self)  # board hook: back to waiting (or leaving)
 
     async def _relay(self, message: protocol.Message) -> None:
         if not self.admitted:
@@ -426,6 +430,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         self.peer.said_bye = False
         self.admitted = True
         await self._send({"type": "admitted"})
+        await board_live.report(self)  # board hook: in consultation
 
     async def call_relay(self, event: dict) -> None:
         if self.admitted and self._from_peer(event):
@@ -434,6 +439,9 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def call_bye(self, event: dict) -> None:
         if not self._from_peer(event):
             return
+        if self.admitted and self.role != DOCTOR:
+            self.admitted = False
+            await board_live.report(self)  # board hook: the doctor hung up, back to waiting
         self.admitted = False
         if not self.peer.said_bye:
             self.peer.said_bye = True
@@ -445,6 +453,16 @@ class CallConsumer(AsyncWebsocketConsumer):
 
     async def call_ping(self, event: dict) -> None:
         self._from_peer(event)
+
+    # --- The practice's board (board.live; nothing else of the consumer is involved) ---
+
+    async def call_board_query(self, event: dict) -> None:
+        await board_live.answer_query(self, event)
+
+    async def call_notice(self, event: dict) -> None:
+        text = board_live.notice_for(self, event)  # None unless this connection waits
+        if text is not None:
+            await self._send({"type": "notice", "text": text})
 
     async def appointment_closed(self, event: dict) -> None:
         await self.close(code=protocol.CLOSE_NO_SESSION)

@@ -5,6 +5,7 @@ import textwrap
 from django.core.management.base import BaseCommand
 
 from compliance import runner
+from redconnect.timefmt import human
 
 
 class Command(BaseCommand):
@@ -40,5 +41,5 @@ def render_table(result: dict) -> str:
                 )
             )
     lines.append("")
-    lines.append(f"{runner.status_label(result['overall']).upper()}  ({result['generated_at']})")
+    lines.append(f"{runner.status_label(result['overall']).upper()}  ({human(result['generated_at'])})")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from consultations import services
 from consultations.management.commands._json import emit
+from redconnect.timefmt import human
 
 
 def parse_time(value: str) -> datetime:
@@ -43,11 +44,11 @@ class Command(BaseCommand):
             json,
             "\n".join(
                 [
-                    f"Appointment {payload['id']} at {payload['scheduled_at']}",
+                    f"Appointment {payload['id']} at {human(issued.appointment.scheduled_at)}",
                     f"  doctor code:  {payload['doctor_code']}",
                     f"  patient code: {payload['patient_code']}",
                     f"  join at:      {payload['join_url']}",
-                    f"  valid until:  {payload['expires_at']}",
+                    f"  valid until:  {human(issued.appointment.expires_at)}",
                 ]
             ),
         )
