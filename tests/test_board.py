@@ -445,7 +445,8 @@ def test_console_backend_prints_neither_address_nor_code(issued, settings, capsy
 
 SHOW_MAIL = (
     "from django.conf import settings; "
-    "print(settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS)"
+    "print(settings.EMAIL_BACKEND, settings.EMAIL_HOST, "
+    "settings.EMAIL_PORT, settings.EMAIL_USE_TLS)"
 )
 
 

@@ -41,5 +41,6 @@ def render_table(result: dict) -> str:
                 )
             )
     lines.append("")
-    lines.append(f"{runner.status_label(result['overall']).upper()}  ({human(result['generated_at'])})")
+    overall = runner.status_label(result["overall"]).upper()
+    lines.append(f"{overall}  ({human(result['generated_at'])})")
     return "\n".join(lines)
