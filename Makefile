@@ -36,6 +36,11 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# axe-core for the accessibility tests (tests/e2e/test_axe.py), pinned in package.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 messages: $(VENV)/.runtime
 	@cd . && $(PY) manage.py compilemessages -v0 --ignore=.venv
 
@@ -59,7 +64,7 @@ demo: migrate var/demo-password
 run: apt-run $(VENV)/.runtime messages demo
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: apt-test $(VENV)/.dev messages
+test: apt-test $(VENV)/.dev node_modules/.installed messages
 	$(PY) scripts/run_tests.py $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev

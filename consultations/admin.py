@@ -83,7 +83,8 @@ class AppointmentForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "doctor" in self.fields:  # absent on the read-only detail page
             self.fields["doctor"].queryset = services.doctors_of(practices)
-        if not self.is_bound and not self.instance.pk:
+        # `_state.adding`, not `pk`: the UUID primary key is set before the first save.
+        if not self.is_bound and self.instance._state.adding:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
             )

@@ -496,3 +496,12 @@ def test_create_appointment_command_prints_german_local_time(doctor):
         "create_appointment", "--doctor", "doc", "--at", at.isoformat(), "--json", stdout=out
     )
     assert json.loads(out.getvalue())["scheduled_at"] == at.isoformat()
+
+
+def test_add_form_proposes_the_current_local_time(client, staff):
+    client.force_login(staff)
+    html = client.get("/admin/consultations/appointment/add/").content.decode()
+    value = re.search(r'<input type="datetime-local" name="scheduled_at" value="([^"]+)"', html)[1]
+    assert value == timezone.localtime().strftime("%Y-%m-%dT%H:%M") or value.startswith(
+        timezone.localtime().strftime("%Y-%m-%dT%H")
+    )

@@ -30,7 +30,7 @@ from tests.test_signaling import (  # noqa: F401  (the `layer` fixture)
     send,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("layer")]
 
 
 def board_socket(cookie: bytes = b"") -> WebsocketCommunicator:
@@ -75,7 +75,7 @@ async def row_with_status(board, appointment, status: str) -> dict:
     raise AssertionError(f"no row with status {status}")
 
 
-async def test_anonymous_board_socket_is_closed_4003(layer, db):
+async def test_anonymous_board_socket_is_closed_4003(db):
     board = board_socket()
     connected, _ = await board.connect(timeout=5)
     assert connected
@@ -84,7 +84,7 @@ async def test_anonymous_board_socket_is_closed_4003(layer, db):
 
 
 @pytest.mark.parametrize("persona", ["auditor", "superuser"])
-async def test_auditors_and_non_members_get_no_board(layer, persona, request):
+async def test_auditors_and_non_members_get_no_board(persona, request):
     user = await sync_to_async(request.getfixturevalue)(persona)
     board = board_socket(await login_cookie(user))
     await board.connect(timeout=5)
@@ -93,14 +93,14 @@ async def test_auditors_and_non_members_get_no_board(layer, persona, request):
 
 
 @override_settings(OTP_REQUIRED=True)
-async def test_board_socket_needs_the_second_factor_where_enforced(layer, staff, issued):
+async def test_board_socket_needs_the_second_factor_where_enforced(staff, issued):
     board = board_socket(await login_cookie(staff))
     await board.connect(timeout=5)
     assert await closed_with(board) == 4003
     await disconnect(board)
 
 
-async def test_patient_joining_shows_as_waiting_with_name(layer, staff, issued):
+async def test_patient_joining_shows_as_waiting_with_name(staff, issued):
     board, rows = await open_board(staff)
     patient = None
     try:
@@ -114,7 +114,7 @@ async def test_patient_joining_shows_as_waiting_with_name(layer, staff, issued):
         await disconnect(board, *([patient] if patient else []))
 
 
-async def test_other_practices_boards_learn_nothing(layer, issued, other_practice_staff):
+async def test_other_practices_boards_learn_nothing(issued, other_practice_staff):
     board, rows = await open_board(other_practice_staff)
     assert rows == {}
     patient, _ = await connect(await patient_cookie(issued.patient_code))
@@ -124,7 +124,7 @@ async def test_other_practices_boards_learn_nothing(layer, issued, other_practic
         await disconnect(board, patient)
 
 
-async def test_a_board_opened_later_finds_the_waiting_patient(layer, staff, issued):
+async def test_a_board_opened_later_finds_the_waiting_patient(staff, issued):
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     board, rows = await open_board(staff)
     try:
@@ -135,7 +135,7 @@ async def test_a_board_opened_later_finds_the_waiting_patient(layer, staff, issu
         await disconnect(board, patient)
 
 
-async def test_admission_then_departure_shows_in_call_then_ended(layer, staff, doctor, issued):
+async def test_admission_then_departure_shows_in_call_then_ended(staff, doctor, issued):
     board, _rows = await open_board(staff)
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     doc, _ = await connect(await doctor_cookie(issued.doctor_code, doctor))
@@ -155,7 +155,7 @@ async def test_admission_then_departure_shows_in_call_then_ended(layer, staff, d
         await disconnect(board, patient, doc)
 
 
-async def test_leaving_the_waiting_room_shows_on_the_board(layer, staff, issued):
+async def test_leaving_the_waiting_room_shows_on_the_board(staff, issued):
     board, _rows = await open_board(staff)
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     try:
@@ -167,7 +167,7 @@ async def test_leaving_the_waiting_room_shows_on_the_board(layer, staff, issued)
         await disconnect(board, patient)
 
 
-async def test_cancelling_during_the_wait_shows_cancelled(layer, staff, issued):
+async def test_cancelling_during_the_wait_shows_cancelled(staff, issued):
     board, _rows = await open_board(staff)
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     try:
@@ -190,7 +190,7 @@ def post_message(user, appointment, text: str) -> int:
     return client.post(f"/praxis/{appointment.pk}/message", {"text": text}).status_code
 
 
-async def test_notice_reaches_the_waiting_patient_only(layer, staff, doctor, issued, caplog):
+async def test_notice_reaches_the_waiting_patient_only(staff, doctor, issued, caplog):
     text = "Die Sprechstunde beginnt in etwa 10 Minuten."
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     await expect(patient, "waiting")
@@ -212,7 +212,7 @@ async def test_notice_reaches_the_waiting_patient_only(layer, staff, doctor, iss
         await disconnect(patient, doc)
 
 
-async def test_notice_of_another_appointment_does_not_arrive(layer, staff, doctor, issued):
+async def test_notice_of_another_appointment_does_not_arrive(staff, doctor, issued):
     other = await sync_to_async(services.create_appointment)(doctor=doctor)
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     try:
@@ -223,7 +223,7 @@ async def test_notice_of_another_appointment_does_not_arrive(layer, staff, docto
         await disconnect(patient)
 
 
-async def test_refused_notice_is_not_delivered(layer, auditor, issued):
+async def test_refused_notice_is_not_delivered(auditor, issued):
     patient, _ = await connect(await patient_cookie(issued.patient_code))
     try:
         await expect(patient, "waiting")
