@@ -243,6 +243,45 @@ def socket_requires_join(context: Context) -> Finding:
     return failed(_("A WebSocket connection without a join session stays open."))
 
 
+@check(
+    1,
+    "board_start_only_own_doctor",
+    gettext_lazy(
+        "The board's one-click start opens the call only for the appointment's own logged-in "
+        "doctor (real URL configuration)"
+    ),
+)
+def board_start_only_own_doctor(context: Context) -> Finding:
+    try:
+        anonymous, other, own = _http(
+            context, "board_start_anonymous", "board_start_other_doctor", "board_start_own_doctor"
+        )
+    except ProbeError as error:
+        return _probe_failed(error)
+    for who, result in ((_("without login"), anonymous), (_("for another doctor"), other)):
+        if result.joined:
+            return failed(
+                _("The board's start opened the call %(who)s (%(result)s).")
+                % {"who": who, "result": _status_text(result)}
+            )
+    if not own.joined:
+        return warned(
+            _("The board's start did not open the call for the appointment's doctor (%(result)s).")
+            % {"result": _status_text(own)}
+        )
+    return passed(
+        _(
+            "The board's start is refused without login (%(anonymous)s) and for another doctor "
+            "(%(other)s); the appointment's doctor gets the call (%(own)s)."
+        )
+        % {
+            "anonymous": _status_text(anonymous),
+            "other": _status_text(other),
+            "own": _status_text(own),
+        }
+    )
+
+
 # --- Nr. 2: no second access for consultations ----------------------------------------
 
 
@@ -274,6 +313,32 @@ def staff_cannot_join(context: Context) -> Finding:
     return passed(
         _("A practice staff login with the doctor's code is refused (%(result)s).")
         % {"result": _status_text(outcome)}
+    )
+
+
+@check(
+    2,
+    "staff_cannot_start_from_board",
+    gettext_lazy("A staff login cannot start a call from the board (real URL configuration)"),
+)
+def staff_cannot_start_from_board(context: Context) -> Finding:
+    try:
+        (result,) = _http(context, "board_start_staff")
+    except ProbeError as error:
+        return _probe_failed(error)
+    if result.joined:
+        return failed(
+            _("A practice staff login started the call from the board (%(result)s).")
+            % {"result": _status_text(result)}
+        )
+    if result.status != 403:
+        return warned(
+            _("The board's start was refused for staff, but not with 403 (%(result)s).")
+            % {"result": _status_text(result)}
+        )
+    return passed(
+        _("A practice staff login cannot start a call from the board (%(result)s).")
+        % {"result": _status_text(result)}
     )
 
 

@@ -43,7 +43,7 @@ from django.contrib.sessions.models import Session
 from django.db import connections, transaction
 from django.db.models import Q
 from django.test import Client, override_settings
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from consultations import services
@@ -361,11 +361,34 @@ def http_probe() -> dict[str, Any]:
         login(own_doctor, world.doctor_a)
         observations["doctor_code_own_doctor"] = outcome(join(own_doctor, world.a.doctor_code))
 
+        observations.update(board_start_probe(world))
+
         patient = probe_client()
         observations["patient_join"] = outcome(join(patient, world.a.patient_code, PATIENT_NAME))
         observations["call_page"] = fetch(patient, reverse("call"))
     observations["log_texts"] = capture.texts()
     return observations
+
+
+def board_start_probe(world: World) -> dict[str, JoinOutcome]:
+    """The board's one-click start (`POST /praxis/ID/start`) for each persona."""
+    try:
+        path = reverse("board-start", args=[world.a.appointment.pk])
+    except NoReverseMatch:
+        return {}  # no board in this URL configuration: its checks report the missing probe
+    personas = {
+        "anonymous": None,
+        "staff": world.staff,
+        "other_doctor": world.doctor_b,
+        "own_doctor": world.doctor_a,
+    }
+    result = {}
+    for key, user in personas.items():
+        client = probe_client()
+        if user is not None:
+            login(client, user, world)
+        result[f"board_start_{key}"] = outcome(client.post(path))
+    return result
 
 
 # --- WebSocket ------------------------------------------------------------------------

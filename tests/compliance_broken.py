@@ -52,6 +52,7 @@ urlpatterns = [
     path("datenschutz/", english_page, name="privacy"),
     path("faq/", english_page, name="faq"),
     path("impressum/", english_page, name="imprint"),
+    path("praxis/<str:appointment_id>/start", naive_join, name="board-start"),
 ]
 
 

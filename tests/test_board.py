@@ -505,3 +505,34 @@ def test_add_form_proposes_the_current_local_time(client, staff):
     assert value == timezone.localtime().strftime("%Y-%m-%dT%H:%M") or value.startswith(
         timezone.localtime().strftime("%Y-%m-%dT%H")
     )
+
+
+# --- KBV § 5 Nr. 1 and 2: the compliance checks cover the board's start ------------------
+
+
+def run_check(check_id: str):
+    from compliance import checks
+
+    item = next(item for item in checks.CHECKS if item.id == check_id)
+    return checks.run_check(item, checks.Context())
+
+
+@pytest.mark.parametrize(
+    ("check_id", "requirement"),
+    [("board_start_only_own_doctor", 1), ("staff_cannot_start_from_board", 2)],
+)
+def test_board_start_checks_pass_on_the_real_system(db, check_id, requirement):
+    from compliance import checks
+
+    assert next(i for i in checks.CHECKS if i.id == check_id).requirement == requirement
+    finding = run_check(check_id)
+    assert finding.status == "pass", finding
+    assert "HTTP 403" in finding.evidence
+
+
+@override_settings(ROOT_URLCONF="tests.compliance_broken")
+@pytest.mark.parametrize(
+    "check_id", ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
+)
+def test_a_board_start_that_lets_anyone_in_fails_the_checks(db, check_id):
+    assert run_check(check_id).status == "fail"
