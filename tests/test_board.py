@@ -547,3 +547,88 @@ def test_a_board_start_that_lets_anyone_in_fails_the_checks(db, check_id):
 def test_a_missing_board_start_fails_the_checks_with_the_reason(db, check_id):
     finding = run_check(check_id)
     assert finding.status == "fail" and "board-start" in finding.evidence, finding
+
+
+# --- guests: their own QR slips and invitations ---------------------------------------------
+
+GUEST_ADDRESSES = ["gerd.gast@example.org", "dora.dolmetscherin@example.net"]
+
+
+def add_with_guests(client, doctor, guests: int, guest_emails: str, address: str = ADDRESS):
+    when = timezone.localtime() + timedelta(hours=2)
+    return client.post(
+        "/admin/consultations/appointment/add/",
+        {
+            "doctor": doctor.pk,
+            "scheduled_at": when.strftime("%Y-%m-%dT%H:%M"),
+            "guests": str(guests),
+            "invite_email": address,
+            "guest_emails": guest_emails,
+        },
+    )
+
+
+def test_every_guest_slip_has_its_own_qr_code(client, staff, doctor):
+    client.force_login(staff)
+    html = add_with_guests(client, doctor, 2, "", address="").content.decode()
+    guest_codes = re.findall(r'data-role="guest-code">([0-9A-Z-]{14})<', html)
+    assert len(guest_codes) == 2
+    qrs = re.findall(r'data-role="guest-qr"><img class="rc-qr" src="([^"]+)"', html)
+    assert len(qrs) == 2 and len(set(qrs)) == 2
+    for code, uri in zip(guest_codes, qrs, strict=True):
+        assert uri == links.qr_data_uri(code)  # the QR opens the join page with that code
+
+
+def test_guests_get_one_invitation_each_with_their_own_code(client, staff, doctor, locmem_mail):
+    client.force_login(staff)
+    response = add_with_guests(client, doctor, 2, "\n".join(GUEST_ADDRESSES))
+    html = response.content.decode()
+    assert "Alle 3 Einladungen wurden per E-Mail verschickt." in html
+    patient_code = re.search(r'data-role="patient-code">([0-9A-Z-]{14})<', html)[1]
+    guest_codes = re.findall(r'data-role="guest-code">([0-9A-Z-]{14})<', html)
+    by_address = {message.to[0]: message for message in locmem_mail}
+    assert set(by_address) == {ADDRESS, *GUEST_ADDRESSES}
+    assert f"#code={patient_code}" in by_address[ADDRESS].body
+    assert "Begleitperson" not in by_address[ADDRESS].body
+    for address, code in zip(GUEST_ADDRESSES, guest_codes, strict=True):
+        body = by_address[address].body
+        assert f"#code={code}" in body and "Begleitperson" in body
+        assert patient_code not in body
+    assert not any(address in database_text() for address in GUEST_ADDRESSES)
+
+
+def test_fewer_guest_addresses_than_guests_invite_only_those(client, staff, doctor, locmem_mail):
+    client.force_login(staff)
+    html = add_with_guests(client, doctor, 2, GUEST_ADDRESSES[0], address="").content.decode()
+    first_guest_code = re.findall(r'data-role="guest-code">([0-9A-Z-]{14})<', html)[0]
+    assert [message.to for message in locmem_mail] == [[GUEST_ADDRESSES[0]]]
+    assert f"#code={first_guest_code}" in locmem_mail[0].body
+
+
+@pytest.mark.parametrize(
+    ("guests", "guest_emails", "error"),
+    [
+        (1, "\n".join(GUEST_ADDRESSES), "Mehr Adressen als Gäste"),
+        (0, GUEST_ADDRESSES[0], "Mehr Adressen als Gäste"),
+        (2, "gerd.gast@example.org\nkein-gast", "gültige E-Mail-Adresse"),
+    ],
+)
+def test_bad_guest_addresses_are_refused_and_nothing_is_created(
+    client, staff, doctor, locmem_mail, guests, guest_emails, error
+):
+    client.force_login(staff)
+    response = add_with_guests(client, doctor, guests, guest_emails)
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not Appointment.objects.exists()
+    assert locmem_mail == []
+
+
+def test_a_failing_mail_server_is_reported_for_guests_too(client, staff, doctor, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2
+    client.force_login(staff)
+    html = add_with_guests(client, doctor, 1, GUEST_ADDRESSES[0]).content.decode()
+    assert "2 von 2 Einladungs-E-Mails konnten nicht verschickt werden" in html
+    assert not any(address in html for address in (ADDRESS, *GUEST_ADDRESSES))
+    assert Appointment.objects.count() == 1
