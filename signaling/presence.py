@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -87,13 +88,29 @@ def admission_key(appointment_id, seat: str = "patient") -> str:
     return f"rc:admitted:{uuid.UUID(str(appointment_id)).hex}:{seat}"
 
 
+def _admission_value(join_id: str) -> str:
+    """The admitted join and when it was last seen: the window is checked against that
+    time, not only left to the cache's expiry (which a Redis server keeps on its own clock)."""
+    return f"{join_id} {time.time():.0f}"
+
+
+def _admitted_join(value) -> str | None:
+    if not isinstance(value, str) or " " not in value:
+        return None
+    join_id, seen = value.rsplit(" ", 1)
+    try:
+        fresh = time.time() - int(seen) <= RESUME_WINDOW
+    except ValueError:
+        return None
+    return join_id if join_id and fresh else None
+
+
 def snapshot(appointment_id, seat: str, seats: tuple[str, ...] = SEATS) -> Snapshot:
     """The live connections of all seats and the seat's admitted join, in one round trip."""
     keys = {presence_key(appointment_id, name): name for name in seats}
     found = cache.get_many([*keys, admission_key(appointment_id, seat)])
     channels = {name: found[key] for key, name in keys.items() if isinstance(found.get(key), str)}
-    admitted = found.get(admission_key(appointment_id, seat))
-    return Snapshot(channels, admitted if isinstance(admitted, str) and admitted else None)
+    return Snapshot(channels, _admitted_join(found.get(admission_key(appointment_id, seat))))
 
 
 def connected_channels(appointment_id, seats: tuple[str, ...] = SEATS) -> dict[str, str]:
@@ -104,7 +121,9 @@ def connected_channels(appointment_id, seats: tuple[str, ...] = SEATS) -> dict[s
 def admit(appointment_id, seat: str, join_id: str) -> None:
     """Remember that the join on this seat is admitted (for RESUME_WINDOW from now)."""
     if join_id:
-        cache.set(admission_key(appointment_id, seat), join_id, timeout=RESUME_WINDOW)
+        cache.set(
+            admission_key(appointment_id, seat), _admission_value(join_id), timeout=RESUME_WINDOW
+        )
 
 
 def revoke(appointment_id, seat: str) -> None:
@@ -198,7 +217,8 @@ def _refresh(values: dict[str, str], admissions: dict[str, str]) -> None:
     """One thread hop: the presence entries, and the admissions (if any) with their lifetime."""
     cache.set_many(values, timeout=PRESENCE_TTL)
     if admissions:
-        cache.set_many(admissions, timeout=RESUME_WINDOW)
+        stamped = {key: _admission_value(join_id) for key, join_id in admissions.items()}
+        cache.set_many(stamped, timeout=RESUME_WINDOW)
 
 
 def refresh_interval() -> float:

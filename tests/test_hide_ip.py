@@ -53,7 +53,7 @@ def test_practice_default_applies_to_patients_only(client, issued, doctor):
 
 
 def test_flag_is_signed_and_old_cookies_mean_no(issued):
-    data = joinsession.JoinData(str(issued.appointment.pk), "patient", "P", None, "j", True)
+    data = joinsession.JoinData(str(issued.appointment.pk), "patient", "P", None, "j", hide_ip=True)
     assert joinsession.unsign_join(joinsession.sign_join(data)).hide_ip is True
     plain = joinsession.JoinData(str(issued.appointment.pk), "patient", "P", None, "j")
     assert joinsession.unsign_join(joinsession.sign_join(plain)).hide_ip is False

@@ -96,6 +96,7 @@ async def a_call(issued, doctor) -> None:
         await send(patient, {"type": "candidate", "candidate": candidate})
         assert (await expect(doc, "candidate"))["candidate"] == candidate
         await send(patient, {"type": "bye"})
+        await expect(doc, "participant-left")  # then, between doctor and patient:
         await expect(doc, "peer-left")
     finally:
         await disconnect(doc, patient)
