@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
@@ -51,6 +52,7 @@ from tests.test_signaling import (
     disconnect,
     doctor_cookie,
     expect,
+    login_cookie,
     patient_cookie,
     send,
 )
@@ -177,6 +179,7 @@ def test_every_client_type_has_rules():
 @dataclass
 class Scene:
     sockets: dict[str, WebsocketCommunicator] = field(default_factory=dict)
+    admitted: list[str] = field(default_factory=list)  # in the order of admission
 
     @property
     def ids(self) -> dict[str, str]:
@@ -196,7 +199,6 @@ async def admit(scene: Scene, name: str) -> None:
 async def build_scene(issued, doctor_join: bytes, admitted: set[str]) -> Scene:
     """Doctor, patient, guest, waiting guest: fresh joins (no resumed admission)."""
     scene = Scene()
-    scene.admitted = []
     scene.sockets["doctor"], _ = await connect(doctor_join)
     joins = (
         ("patient", issued.patient_code, "Paula Patientin"),
@@ -222,11 +224,11 @@ async def drain(socket: WebsocketCommunicator) -> list[dict]:
         if output["type"] == "websocket.close":
             messages.append({"type": "close", "code": output["code"]})
             break
-        messages.append(await _decoded(output))
+        messages.append(_decoded(output))
     return messages
 
 
-async def _decoded(output: dict) -> dict:
+def _decoded(output: dict) -> dict:
     return json.loads(output["text"])
 
 
@@ -237,7 +239,7 @@ async def closed_at_once(socket: WebsocketCommunicator) -> list[dict]:
         output = await socket.receive_output(5)
         if output["type"] == "websocket.close":
             return [*messages, {"type": "close", "code": output["code"]}]
-        messages.append(await _decoded(output))
+        messages.append(_decoded(output))
 
 
 def summary(actor_id: str | None, ids: dict, mine: list[dict], heard: dict[str, list]) -> str:
@@ -333,6 +335,7 @@ def refused_doctor_join(code: str, user) -> bytes:
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
     else:
         assert response.status_code == 403, response.status_code
+    assert not client.cookies.get(settings.JOIN_COOKIE_NAME), "a join for a non-doctor"
     return _cookie_header(client)
 
 
@@ -375,3 +378,25 @@ async def test_each_persona_gets_exactly_its_outcome_for_each_action(
     if wrong:
         print("OBSERVED", got)
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.fixture(params=["staff", "auditor", "superuser", "other_practice_doctor"])
+def outsider(request, _fast_hashing):
+    return request.getfixturevalue(request.param)
+
+
+async def test_the_doctors_join_cookie_is_refused_with_another_login(outsider, doctor):
+    """Holding the doctor's join cookie (copied) does not help: it is bound to the login."""
+    user = outsider
+    issued = await sync_to_async(services.create_appointment)(doctor=doctor)
+    cookie = await doctor_cookie(issued.doctor_code, doctor)
+    join = b"; ".join(c for c in cookie.split(b"; ") if c.startswith(b"rc_join="))
+    assert join
+    socket = communicator(join + b"; " + await login_cookie(user))
+    try:
+        assert (await socket.connect(timeout=5))[0]
+        assert await closed_at_once(socket) == [
+            {"type": "close", "code": protocol.CLOSE_NOT_ALLOWED}
+        ]
+    finally:
+        await disconnect(socket)
