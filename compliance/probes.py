@@ -43,7 +43,7 @@ from django.contrib.sessions.models import Session
 from django.db import connections, transaction
 from django.db.models import Q
 from django.test import Client, override_settings
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from compliance.registry import ProbeError, provides
@@ -390,6 +390,39 @@ def http_probe() -> HttpObservations:
         call_page=call_page,
         log_texts=capture.texts(),
     )
+
+
+@dataclass(frozen=True)
+class BoardStartObservations:
+    """The board's one-click start (`POST /praxis/ID/start`) of appointment A, per persona."""
+
+    anonymous: JoinOutcome  # not logged in
+    staff: JoinOutcome  # logged in as practice staff of A's practice
+    other_doctor: JoinOutcome  # doctor B (another practice)
+    own_doctor: JoinOutcome  # A's own doctor
+
+
+@provides(BoardStartObservations)
+def board_start_probe() -> BoardStartObservations:
+    """Each persona presses "start" on the board, in one rolled-back run."""
+    with rolled_back_world() as world:
+        try:
+            path = reverse("board-start", args=[world.a.appointment.pk])
+        except NoReverseMatch as missing:
+            # No board in this URL configuration: its checks fail with this reason.
+            raise ProbeError("no URL named board-start") from missing
+        outcomes = {}
+        for key, user in (
+            ("anonymous", None),
+            ("staff", world.staff),
+            ("other_doctor", world.doctor_b),
+            ("own_doctor", world.doctor_a),
+        ):
+            client = probe_client()
+            if user is not None:
+                login(client, user)
+            outcomes[key] = outcome(client.post(path))
+    return BoardStartObservations(**outcomes)
 
 
 # --- WebSocket ------------------------------------------------------------------------

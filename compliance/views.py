@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from compliance import registry, report, runner
 from consultations import permissions
+from redconnect.timefmt import human
 
 # Auditors and superusers (consultations.permissions); the name stays for callers.
 may_audit = permissions.may_audit
@@ -57,6 +58,7 @@ def compliance_page(request: HttpRequest) -> HttpResponse:
         "rows": report.build_context(result)["requirements"] if result else [],
         "overall_label": runner.status_label(result["overall"]) if result else "",
         "sha256": runner.evidence_sha256(result) if result else "",
+        "generated_local": human(result["generated_at"]) if result else "",
     }
     response = TemplateResponse(request, "compliance/admin_report.html", context)
     add_never_cache_headers(response)

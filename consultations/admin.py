@@ -87,6 +87,25 @@ class AppointmentForm(forms.ModelForm):
         help_text=_("Needed if the doctor works in more than one of your practices."),
     )
 
+    # Not a model field: used for one invitation e-mail and stored nowhere (board.invitations).
+    invite_email = forms.EmailField(
+        label=_("Patient's e-mail address (optional)"),
+        required=False,
+        help_text=_(
+            "We send one invitation with the link and a calendar entry. The address is not stored."
+        ),
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
+    guest_emails = forms.CharField(
+        label=_("Guests' e-mail addresses (optional)"),
+        required=False,
+        help_text=_(
+            "One address per line, in the order of the guest codes; each guest gets one "
+            "invitation with their own code. The addresses are not stored."
+        ),
+        widget=forms.Textarea(attrs={"autocomplete": "off", "rows": 3}),
+    )
+
     class Meta:
         model = Appointment
         fields = ["doctor", "scheduled_at"]
@@ -100,7 +119,8 @@ class AppointmentForm(forms.ModelForm):
             self.fields["practice"].queryset = self.practices
             if len(self.practices) == 1:
                 self.fields["practice"].initial = self.practices[0]
-        if not self.is_bound and not self.instance.pk:
+        # `_state.adding`, not `pk`: the UUID primary key is set before the first save.
+        if not self.is_bound and self.instance._state.adding:
             self.initial.setdefault(
                 "scheduled_at", timezone.localtime().replace(second=0, microsecond=0)
             )
@@ -115,6 +135,13 @@ class AppointmentForm(forms.ModelForm):
                 )
             except services.AppointmentError as error:
                 self.add_error("practice", str(error))
+        addresses, guests = cleaned.get("guest_emails") or [], cleaned.get("guests") or 0
+        if len(addresses) > guests:
+            self.add_error(
+                "guest_emails",
+                _("More addresses than guests: %(addresses)d addresses for %(guests)d guests.")
+                % {"addresses": len(addresses), "guests": guests},
+            )
         return cleaned
 
     def clean_scheduled_at(self):
@@ -127,6 +154,14 @@ class AppointmentForm(forms.ModelForm):
 
     def clean_guests(self):
         return self.cleaned_data.get("guests") or 0
+
+    def clean_guest_emails(self) -> list[str]:
+        lines = (self.cleaned_data.get("guest_emails") or "").replace(",", "\n").splitlines()
+        addresses = [line.strip() for line in lines if line.strip()]
+        field = forms.EmailField()
+        for address in addresses:
+            field.clean(address)  # the German "valid e-mail address" error, as for the patient
+        return addresses
 
 
 @admin.register(Appointment)
@@ -170,7 +205,8 @@ class AppointmentAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         # The number of guests is asked when creating; guest codes are added by an action.
         if obj is None:
-            return ["doctor", "scheduled_at", "guests", "practice"]
+            # The invitations belong to creation only; the detail page has nothing to show.
+            return ["doctor", "scheduled_at", "guests", "practice", "invite_email", "guest_emails"]
         return ["doctor", "scheduled_at"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -202,6 +238,55 @@ class AppointmentAdmin(admin.ModelAdmin):
         obj.pk = issued.appointment.pk  # the admin's history entry names the real record
         form.instance = issued.appointment
         request._issued_codes = [issued]  # rendered in response_add, never stored
+        self._send_invitations(
+            request,
+            issued,
+            form.cleaned_data.get("invite_email"),
+            form.cleaned_data.get("guest_emails") or [],
+        )
+
+    def _send_invitations(self, request, issued, address, guest_addresses) -> None:
+        """One e-mail per address given: the patient's code, then guest code 1, 2, …"""
+        from board.invitations import send_invitation  # the board app owns invitations
+
+        wanted = [(address, issued.patient_code, services.PATIENT)] if address else []
+        wanted += [
+            (guest_address, code, services.GUEST)
+            for guest_address, code in zip(guest_addresses, issued.guest_codes, strict=False)
+        ]
+        if not wanted:
+            return
+        sent = sum(
+            send_invitation(issued.appointment, code=code, role=role, address=to)
+            for to, code, role in wanted
+        )
+        if sent == len(wanted):
+            message = (
+                _("The invitation e-mail has been sent.")
+                if sent == 1
+                else _("All %(count)d invitation e-mails have been sent.") % {"count": sent}
+            )
+            self.message_user(request, message, messages.SUCCESS)
+        elif len(wanted) == 1:
+            self.message_user(
+                request,
+                _("The invitation e-mail could not be sent. Please pass the code on another way."),
+                messages.ERROR,
+            )
+        else:
+            failed = len(wanted) - sent
+            self.message_user(
+                request,
+                ngettext(
+                    "%(failed)d of %(total)d invitation e-mails could not be sent. Please pass "
+                    "that code on another way.",
+                    "%(failed)d of %(total)d invitation e-mails could not be sent. Please pass "
+                    "those codes on another way.",
+                    failed,
+                )
+                % {"failed": failed, "total": len(wanted)},
+                messages.ERROR,
+            )
 
     def save_related(self, request, form, formsets, change):
         pass  # nothing related to save; the appointment was created by the service

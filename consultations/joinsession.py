@@ -16,6 +16,7 @@ request and every WebSocket connect re-checks the appointment (`check_join`).
 
 Reuse:
     issue_join_cookie(response, appointment=…, role=…, display_name=…, user_id=…)
+    issue_doctor_join_cookie(response, appointment=…, user=…)
     read_join(request) or read_join(cookie_value) → JoinData | None
     check_join(join_data, user) → JoinCheck (appointment, close_code 4001/4003 or None)
     clear_join_cookie(response)
@@ -155,6 +156,17 @@ def issue_join_cookie(
         samesite="Lax",
     )
     return data
+
+
+def issue_doctor_join_cookie(response: HttpResponse, *, appointment: Appointment, user) -> JoinData:
+    """The doctor's join (doctor code or the board's one-click start), bound to the login."""
+    return issue_join_cookie(
+        response,
+        appointment=appointment,
+        role=Membership.Role.DOCTOR,
+        display_name=services.display_name_of(user),
+        user_id=user.pk,
+    )
 
 
 def clear_join_cookie(response: HttpResponse) -> None:

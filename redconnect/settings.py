@@ -224,6 +224,7 @@ INSTALLED_APPS = [
     "consultations",
     "signaling",
     "compliance",
+    "board",
 ]
 
 MIDDLEWARE = [
@@ -404,6 +405,20 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
+
+# --- E-mail (invitations; the address is used for sending only, never stored) ----------
+# EMAIL_URL as django-environ reads it, e.g. `smtp+tls://user:password@mail.example.org:587`.
+# Unset: a console backend that prints neither address nor content (board.mail).
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    try:
+        globals().update(env.email_url_config(EMAIL_URL))
+    except Exception as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid e-mail URL: {exc}") from None
+else:
+    EMAIL_BACKEND = "board.mail.PrivateConsoleBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"RED connect <noreply@{PUBLIC_HOST}>")
+EMAIL_TIMEOUT = 10
 
 # --- Logging --------------------------------------------------------------------------
 # Formats hold no client address, query string or personal data; the request log

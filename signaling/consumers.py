@@ -17,6 +17,12 @@ must be admitted again.
 The relay path (frame → checks → `channel_layer.send` to the addressed connection) uses
 only what the room holds in memory: no database, no cache. Nothing of a message is
 stored or logged.
+
+The practice's board (`board.live`): whenever this connection's own state as the board
+shows it changes — connected, admitted, back to waiting (removed, its bye, the doctor's
+bye) — and when it leaves, the consumer reports it to the practice's board group; it
+answers a board's query (`call.board_query`) and shows a board's notice
+(`call.notice`) to its client only while it waits. Relays never touch the board.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from redis.exceptions import RedisError
 
+from board import live as board_live
 from consultations import joinsession, services
 from signaling import ice, presence, protocol, room
 from signaling.protocol import ProtocolError
@@ -84,6 +91,7 @@ class CallConsumer(AsyncWebsocketConsumer):
     room: room.Room | None = None
     group = ""
     language = settings.LANGUAGE_CODE
+    board_state: tuple | None = None  # what the practice's boards last heard of us
 
     async def __call__(self, scope, receive, send):
         self.frames: deque[float] = deque()
@@ -159,6 +167,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             # The known connections answer our hello; welcome once they have (or soon).
             self.tasks.append(asyncio.create_task(self._welcome_after_grace()))
         await self._carry_out(self.room.hello(others))
+        await self._report_to_board()
 
     async def disconnect(self, code) -> None:
         for task in self.tasks:
@@ -168,6 +177,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         presence.let_expire(self.channel_name)
         await self._carry_out(self.room.leave())
         await self.channel_layer.group_discard(self.group, self.channel_name)
+        await board_live.report_left(self)
         try:
             await _off_loop(self._withdraw)()
         except Exception:
@@ -234,6 +244,13 @@ class CallConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.warning("could not update a call's stored admission")
 
+    async def _report_to_board(self) -> None:
+        """Tell the practice's boards if what they show of this connection changed."""
+        state = board_live.state_of(self)
+        if state is not None and state != self.board_state:
+            first, self.board_state = self.board_state is None, state
+            await board_live.report(self, intro=first)
+
     async def _close(self, code: int) -> None:
         presence.let_expire(self.channel_name)
         for task in self.tasks:
@@ -273,11 +290,14 @@ class CallConsumer(AsyncWebsocketConsumer):
         try:
             if text_data is None:
                 raise ProtocolError("bad-message")  # binary frames: no media via the server
-            actions = self.room.on_frame(protocol.parse(text_data))
+            message = protocol.parse(text_data)
+            actions = self.room.on_frame(message)
         except ProtocolError as refused:
             await self._send_error(refused.code)
             return
         await self._carry_out(actions)
+        if message.type not in protocol.RELAYED_TYPES:
+            await self._report_to_board()  # a bye: back to waiting (or leaving)
 
     def _flooded(self) -> bool:
         """More than FLOOD_LIMIT frames within FLOOD_WINDOW seconds, refused ones included."""
@@ -300,6 +320,7 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def call_admit(self, event: dict) -> None:
         if self.room is not None:
             await self._carry_out(self.room.on_admit(event, time.monotonic()))
+            await self._report_to_board()  # in consultation
 
     async def call_joined(self, event: dict) -> None:
         if self.room is not None:
@@ -308,6 +329,7 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def call_remove(self, event: dict) -> None:
         if self.room is not None:
             await self._carry_out(self.room.on_remove(event))
+            await self._report_to_board()  # back to the waiting room
 
     async def call_waiting(self, event: dict) -> None:
         if self.room is not None:
@@ -320,6 +342,7 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def call_bye(self, event: dict) -> None:
         if self.room is not None:
             await self._carry_out(self.room.on_bye(event))
+            await self._report_to_board()  # the doctor hung up: waiting again
 
     async def call_left(self, event: dict) -> None:
         if self.room is not None:
@@ -328,6 +351,18 @@ class CallConsumer(AsyncWebsocketConsumer):
     async def call_ping(self, event: dict) -> None:
         if self.room is not None:
             self.room.on_ping(event, time.monotonic())
+
+    # --- The practice's board (board.live) ---------------------------------------------
+
+    async def call_board_query(self, event: dict) -> None:
+        if self.room is not None:
+            await board_live.answer_query(self, event)
+
+    async def call_notice(self, event: dict) -> None:
+        # Only a waiting participant (patient or guest) sees it; nothing is stored.
+        text = board_live.notice_for(self.room.me if self.room else None, event)
+        if text is not None and not self.room.closing:
+            await self.send(text_data=protocol.encode({"type": "notice", "text": text}))
 
     async def appointment_closed(self, event: dict) -> None:
         await self.close(code=protocol.CLOSE_NO_SESSION)

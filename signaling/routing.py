@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+from board.routing import websocket_urlpatterns as board_patterns
 from signaling.consumers import CallConsumer
 
 websocket_urlpatterns = [
     path("ws/call/", CallConsumer.as_asgi(), name="ws-call"),
+    *board_patterns,
 ]

@@ -33,6 +33,11 @@ def naive_join(request):
     return HttpResponse('<!doctype html><html lang="de"><body><form method="post"></form>')
 
 
+def naive_board_start(request, appointment_id):
+    """The board's one-click start without asking who presses it."""
+    return naive_join(request)
+
+
 def english_page(request):
     return HttpResponse('<!doctype html><html lang="en"><body><p>Terms.</p></body></html>')
 
@@ -52,6 +57,7 @@ urlpatterns = [
     path("datenschutz/", english_page, name="privacy"),
     path("faq/", english_page, name="faq"),
     path("impressum/", english_page, name="imprint"),
+    path("praxis/<str:appointment_id>/start", naive_board_start, name="board-start"),
 ]
 
 

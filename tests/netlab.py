@@ -337,7 +337,8 @@ table ip cut {{
         cert, key = self.workdir / "turn-tls" / "cert.pem", self.workdir / "turn-tls" / "key.pem"
         if cert.exists():
             return str(cert), str(key)
-        return make_certificate(self.workdir / "turn-tls", ec.generate_private_key(ec.SECP384R1()))
+        made = make_certificate(self.workdir / "turn-tls", ec.generate_private_key(ec.SECP384R1()))
+        return made.cert, made.key
 
     def certificate_spki(self) -> str:
         """base64(SHA-256(SubjectPublicKeyInfo)) of the TURN certificate, as Chromium wants."""

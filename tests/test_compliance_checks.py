@@ -140,7 +140,13 @@ def test_appointment_of_a_staff_member_fails(issued, doctor):
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "check_id",
-    ["doctor_code_requires_login", "staff_cannot_join", "code_opens_only_its_appointment"],
+    [
+        "doctor_code_requires_login",
+        "staff_cannot_join",
+        "code_opens_only_its_appointment",
+        "board_start_only_own_doctor",
+        "staff_cannot_start_from_board",
+    ],
 )
 def test_a_join_page_that_lets_anyone_in_fails(check_id):
     finding = run(check_id)

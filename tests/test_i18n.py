@@ -26,7 +26,15 @@ ROOT = Path(settings.BASE_DIR)
 LOCALE = ROOT / "locale" / "de" / "LC_MESSAGES"
 CATALOGUES = ["django.po", "djangojs.po"]
 # What a person reads lives in these trees; tests, scripts and docs are not shipped text.
-SOURCE_TREES = ["redconnect", "consultations", "signaling", "compliance", "templates", "static"]
+SOURCE_TREES = [
+    "redconnect",
+    "consultations",
+    "signaling",
+    "compliance",
+    "board",
+    "templates",
+    "static",
+]
 
 
 def key(entry: polib.POEntry) -> str:

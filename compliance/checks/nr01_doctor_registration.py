@@ -6,7 +6,7 @@ from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from compliance.probes import ConnectPhase, HttpObservations
+from compliance.probes import BoardStartObservations, ConnectPhase, HttpObservations
 from compliance.registry import Finding, Requirement, check
 from consultations.models import Appointment, Membership
 
@@ -132,3 +132,38 @@ def socket_requires_join(connect: ConnectPhase) -> Finding:
             % {"code": code}
         )
     return Finding.failed(_("A WebSocket connection without a join session stays open."))
+
+
+@check(
+    "board_start_only_own_doctor",
+    gettext_lazy(
+        "The board's one-click start opens the call only for the appointment's own logged-in "
+        "doctor (real URL configuration)"
+    ),
+)
+def board_start_only_own_doctor(board: BoardStartObservations) -> Finding:
+    for who, result in (
+        (_("without login"), board.anonymous),
+        (_("for another doctor"), board.other_doctor),
+    ):
+        if result.joined:
+            return Finding.failed(
+                _("The board's start opened the call %(who)s (%(result)s).")
+                % {"who": who, "result": result.describe()}
+            )
+    if not board.own_doctor.joined:
+        return Finding.warned(
+            _("The board's start did not open the call for the appointment's doctor (%(result)s).")
+            % {"result": board.own_doctor.describe()}
+        )
+    return Finding.passed(
+        _(
+            "The board's start is refused without login (%(anonymous)s) and for another doctor "
+            "(%(other)s); the appointment's doctor gets the call (%(own)s)."
+        )
+        % {
+            "anonymous": board.anonymous.describe(),
+            "other": board.other_doctor.describe(),
+            "own": board.own_doctor.describe(),
+        }
+    )

@@ -6,7 +6,7 @@ from django.db.models import Exists, OuterRef
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from compliance.probes import HttpObservations
+from compliance.probes import BoardStartObservations, HttpObservations
 from compliance.registry import Finding, Requirement, check
 from consultations.models import Appointment, Membership
 
@@ -49,6 +49,28 @@ def staff_cannot_join(http: HttpObservations) -> Finding:
     return Finding.passed(
         _("A practice staff login with the doctor's code is refused (%(result)s).")
         % {"result": outcome.describe()}
+    )
+
+
+@check(
+    "staff_cannot_start_from_board",
+    gettext_lazy("A staff login cannot start a call from the board (real URL configuration)"),
+)
+def staff_cannot_start_from_board(board: BoardStartObservations) -> Finding:
+    result = board.staff
+    if result.joined:
+        return Finding.failed(
+            _("A practice staff login started the call from the board (%(result)s).")
+            % {"result": result.describe()}
+        )
+    if result.status != 403:
+        return Finding.warned(
+            _("The board's start was refused for staff, but not with 403 (%(result)s).")
+            % {"result": result.describe()}
+        )
+    return Finding.passed(
+        _("A practice staff login cannot start a call from the board (%(result)s).")
+        % {"result": result.describe()}
     )
 
 

@@ -192,6 +192,11 @@ function onMessage(message) {
     case "candidate":
       enqueue(() => onPeerSignal(message));
       break;
+    case "notice":
+      // A short text from the practice (board), only while waiting; shown, never stored.
+      ui.setText("notice", typeof message.text === "string" ? message.text.slice(0, 200) : "");
+      ui.setHidden("notice", !message.text);
+      break;
     case "error":
       onServerError(message);
       break;

@@ -5,6 +5,7 @@ import textwrap
 from django.core.management.base import BaseCommand
 
 from compliance import runner
+from redconnect.timefmt import human
 
 
 class Command(BaseCommand):
@@ -42,5 +43,6 @@ def render_table(result: dict) -> str:
                 )
             )
     lines.append("")
-    lines.append(f"{runner.status_label(result['overall']).upper()}  ({result['generated_at']})")
+    overall = runner.status_label(result["overall"]).upper()
+    lines.append(f"{overall}  ({human(result['generated_at'])})")
     return "\n".join(lines)

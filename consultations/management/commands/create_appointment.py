@@ -7,6 +7,7 @@ from django.utils import timezone
 from consultations import services
 from consultations.management.commands._json import emit
 from consultations.models import MAX_GUESTS
+from redconnect.timefmt import human
 
 
 def parse_time(value: str) -> datetime:
@@ -52,7 +53,7 @@ class Command(BaseCommand):
             json,
             "\n".join(
                 [
-                    f"Appointment {payload['id']} at {payload['scheduled_at']}",
+                    f"Appointment {payload['id']} at {human(issued.appointment.scheduled_at)}",
                     f"  doctor code:  {payload['doctor_code']}",
                     f"  patient code: {payload['patient_code']}",
                     *(
@@ -60,7 +61,7 @@ class Command(BaseCommand):
                         for number, code in enumerate(payload["guest_codes"], start=1)
                     ),
                     f"  join at:      {payload['join_url']}",
-                    f"  valid until:  {payload['expires_at']}",
+                    f"  valid until:  {human(issued.appointment.expires_at)}",
                 ]
             ),
         )
