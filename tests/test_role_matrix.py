@@ -92,6 +92,12 @@ ROUTES: dict[str, dict[str, str]] = {
     "admin:consultations_appointment_delete": row(
         "login", "login", "login", "deny", "deny", "deny", "deny", "deny"
     ),
+    # The practice's board: members of a practice (each sees its own), not auditors,
+    # not superusers without a membership. Start and message are POST only
+    # (tests/test_board.py: only the appointment's doctor starts; members send notices).
+    "board": row("login", "login", "login", "ok", "ok", "ok", "deny", "deny"),
+    "board-start": row(*["405"] * 8),
+    "board-message": row(*["405"] * 8),
     # Unnamed `<id>/` routes redirect to `<id>/change/`, which decides (rows above).
     "admin/consultations/appointment/<path:object_id>/": LOGGED_IN_REDIRECT,
 }
@@ -111,7 +117,10 @@ ROUTES["admin:otp_totp_totpdevice_config"] = NOBODY
 ROUTES["admin:otp_totp_totpdevice_qrcode"] = NOBODY
 ROUTES["admin/otp_totp/totpdevice/<path:object_id>/"] = LOGGED_IN_REDIRECT
 
-WEBSOCKET_ROUTES = {"ws-call": "every client action per persona: tests/test_role_matrix_ws.py"}
+WEBSOCKET_ROUTES = {
+    "ws-call": "every client action per persona: tests/test_role_matrix_ws.py",
+    "ws-board": "members of a practice only: tests/test_board_live.py",
+}
 
 
 def walk(patterns, prefix="", namespace=None):
