@@ -8,11 +8,11 @@ and forget to decide who may open it. Each row says, per persona, what a GET giv
     deny   403               gone   404                       to    302 somewhere else
     nokey  401 (the API knows no sessions, only keys)         405   method not allowed
 
-Personas: anonymous, patient (joined with a patient code), doctor (the appointment's),
-other doctor (another practice), staff and auditor (of the doctor's practice),
-superuser. Guests (several participants) are not in this table yet. WebSocket actions
-per role are covered by tests/test_signaling.py; this module checks that the one
-WebSocket route has a rule.
+Personas: anonymous, patient (joined with a patient code), guest (joined with a guest
+code of the same appointment), doctor (the appointment's), other doctor (another
+practice), staff and auditor (of the doctor's practice), superuser. The WebSocket
+route's actions per persona are the table of tests/test_role_matrix_ws.py; this module
+checks that every WebSocket route has such a table.
 """
 
 from __future__ import annotations
@@ -28,30 +28,31 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from compliance import runner
+from consultations import services
 from consultations.models import ApiKey, Appointment
 from signaling.routing import websocket_urlpatterns
 
 pytestmark = pytest.mark.django_db
 
-PERSONAS = ("anonymous", "patient", "doctor", "other_doctor", "staff", "auditor", "root")
+PERSONAS = ("anonymous", "patient", "guest", "doctor", "other_doctor", "staff", "auditor", "root")
 LOGIN = re.compile(r"^/admin/login/")
 
 
-def row(anonymous, patient, doctor, other_doctor, staff, auditor, root):
-    outcomes = (anonymous, patient, doctor, other_doctor, staff, auditor, root)
+def row(anonymous, patient, guest, doctor, other_doctor, staff, auditor, root):
+    outcomes = (anonymous, patient, guest, doctor, other_doctor, staff, auditor, root)
     return dict(zip(PERSONAS, outcomes, strict=True))
 
 
-PUBLIC = row(*["ok"] * 7)
-ADMIN_LOGGED_IN = row("login", "login", "ok", "ok", "ok", "ok", "ok")
-ORGANISERS = row("login", "login", "ok", "ok", "ok", "deny", "ok")
-OWN_ORGANISERS = row("login", "login", "ok", "to", "ok", "deny", "ok")
-SUPERUSER = row("login", "login", "deny", "deny", "deny", "deny", "ok")
-NOBODY = row("login", "login", "deny", "deny", "deny", "deny", "deny")
-OWN_ORGANISERS_OR_INDEX = row("login", "login", "ok", "to", "ok", "to", "ok")
-LOGGED_IN_REDIRECT = row("login", "login", "to", "to", "to", "to", "to")
-AUDITORS = row("login", "login", "deny", "deny", "deny", "ok", "ok")
-API_NO_KEY = row(*["nokey"] * 7)
+PUBLIC = row(*["ok"] * 8)
+ADMIN_LOGGED_IN = row("login", "login", "login", "ok", "ok", "ok", "ok", "ok")
+ORGANISERS = row("login", "login", "login", "ok", "ok", "ok", "deny", "ok")
+OWN_ORGANISERS = row("login", "login", "login", "ok", "to", "ok", "deny", "ok")
+SUPERUSER = row("login", "login", "login", "deny", "deny", "deny", "deny", "ok")
+NOBODY = row("login", "login", "login", "deny", "deny", "deny", "deny", "deny")
+OWN_ORGANISERS_OR_INDEX = row("login", "login", "login", "ok", "to", "ok", "to", "ok")
+LOGGED_IN_REDIRECT = row("login", "login", "login", "to", "to", "to", "to", "to")
+AUDITORS = row("login", "login", "login", "deny", "deny", "deny", "ok", "ok")
+API_NO_KEY = row(*["nokey"] * 8)
 
 # URL name (or pattern of an unnamed route) → expected outcome per persona.
 ROUTES: dict[str, dict[str, str]] = {
@@ -63,25 +64,25 @@ ROUTES: dict[str, dict[str, str]] = {
     "imprint": PUBLIC,
     "transparency": PUBLIC,
     "javascript-catalog": PUBLIC,
-    "set_language": row(*["home"] * 7),  # GET changes nothing; back to the join page
-    "call": row("home", "ok", "home", "home", "home", "home", "home"),
-    "api-appointments": row(*["405"] * 7),
+    "set_language": row(*["home"] * 8),  # GET changes nothing; back to the join page
+    "call": row("home", "ok", "ok", "home", "home", "home", "home", "home"),
+    "api-appointments": row(*["405"] * 8),
     "api-appointment": API_NO_KEY,
-    "api-appointment-codes": row(*["405"] * 7),  # POST only (tests/test_api.py)
-    "api-appointment-guests": row(*["405"] * 7),  # POST only (tests/test_api.py)
+    "api-appointment-codes": row(*["405"] * 8),  # POST only (tests/test_api.py)
+    "api-appointment-guests": row(*["405"] * 8),  # POST only (tests/test_api.py)
     "compliance-report": AUDITORS,
     "compliance-report-pdf": AUDITORS,
-    "admin:login": row("ok", "ok", "to", "to", "to", "to", "to"),
-    "admin:logout": row("to", "to", "405", "405", "405", "405", "405"),  # POST only
-    "admin:otp_enroll": row("login", "login", "ok", "ok", "ok", "ok", "ok"),
+    "admin:login": row("ok", "ok", "ok", "to", "to", "to", "to", "to"),
+    "admin:logout": row("to", "to", "to", "405", "405", "405", "405", "405"),  # POST only
+    "admin:otp_enroll": row("login", "login", "login", "ok", "ok", "ok", "ok", "ok"),
     "admin:index": ADMIN_LOGGED_IN,
     "admin:password_change": ADMIN_LOGGED_IN,
     "admin:password_change_done": ADMIN_LOGGED_IN,
     "admin:jsi18n": ADMIN_LOGGED_IN,
-    "admin:autocomplete": row("login", "login", "deny", "deny", "deny", "deny", "deny"),
-    "admin:view_on_site": row("login", "login", "gone", "gone", "gone", "gone", "gone"),
-    "admin:app_list": row("login", "login", "ok", "ok", "ok", "gone", "ok"),
-    "admin/(?P<url>.*)$": row("login", "login", "gone", "gone", "gone", "gone", "gone"),
+    "admin:autocomplete": row("login", "login", "login", "deny", "deny", "deny", "deny", "deny"),
+    "admin:view_on_site": row("login", "login", "login", "gone", "gone", "gone", "gone", "gone"),
+    "admin:app_list": row("login", "login", "login", "ok", "ok", "ok", "gone", "ok"),
+    "admin/(?P<url>.*)$": row("login", "login", "login", "gone", "gone", "gone", "gone", "gone"),
     # Appointments: organisers of the appointment's practice (another practice's doctor
     # is sent back to the index: "does not exist"); nobody edits or deletes.
     "admin:consultations_appointment_changelist": ORGANISERS,
@@ -89,8 +90,14 @@ ROUTES: dict[str, dict[str, str]] = {
     "admin:consultations_appointment_change": OWN_ORGANISERS,
     "admin:consultations_appointment_history": OWN_ORGANISERS_OR_INDEX,
     "admin:consultations_appointment_delete": row(
-        "login", "login", "deny", "deny", "deny", "deny", "deny"
+        "login", "login", "login", "deny", "deny", "deny", "deny", "deny"
     ),
+    # The practice's board: members of a practice (each sees its own), not auditors,
+    # not superusers without a membership. Start and message are POST only
+    # (tests/test_board.py: only the appointment's doctor starts; members send notices).
+    "board": row("login", "login", "login", "ok", "ok", "ok", "deny", "deny"),
+    "board-start": row(*["405"] * 8),
+    "board-message": row(*["405"] * 8),
     # Unnamed `<id>/` routes redirect to `<id>/change/`, which decides (rows above).
     "admin/consultations/appointment/<path:object_id>/": LOGGED_IN_REDIRECT,
 }
@@ -101,7 +108,7 @@ for model in ("consultations_practice", "consultations_apikey", "auth_user", "au
     ROUTES[f"admin:{model}_delete"] = SUPERUSER
     app, name = model.split("_", 1)
     ROUTES[f"admin/{app}/{name}/<path:object_id>/"] = LOGGED_IN_REDIRECT
-ROUTES["admin:consultations_apikey_add"] = row(*["login"] * 2, *["deny"] * 5)
+ROUTES["admin:consultations_apikey_add"] = row(*["login"] * 3, *["deny"] * 5)
 ROUTES["admin:auth_user_password_change"] = SUPERUSER
 for view in ("changelist", "add", "history", "change", "delete", "config", "qrcode"):
     ROUTES[f"admin:otp_totp_totpdevice_{view}"] = SUPERUSER
@@ -110,7 +117,10 @@ ROUTES["admin:otp_totp_totpdevice_config"] = NOBODY
 ROUTES["admin:otp_totp_totpdevice_qrcode"] = NOBODY
 ROUTES["admin/otp_totp/totpdevice/<path:object_id>/"] = LOGGED_IN_REDIRECT
 
-WEBSOCKET_ROUTES = {"ws-call": "patients and the appointment's doctor: tests/test_signaling.py"}
+WEBSOCKET_ROUTES = {
+    "ws-call": "every client action per persona: tests/test_role_matrix_ws.py",
+    "ws-board": "members of a practice only: tests/test_board_live.py",
+}
 
 
 def walk(patterns, prefix="", namespace=None):
@@ -151,6 +161,13 @@ def clients(doctor, other_practice_doctor, staff, auditor, superuser, issued):
         "/", {"code": issued.patient_code, "name": "Paula Patientin", "consent": "on"}
     )
     assert response.status_code == 302
+    # A guest of the same appointment, joined with its own guest code.
+    guest = Client()
+    response = guest.post(
+        "/",
+        {"code": services.add_guest_code(issued.appointment), "name": "Gerd Gast", "consent": "on"},
+    )
+    assert response.status_code == 302 and response["Location"] == "/call/"
     logged = {}
     for name, user in (
         ("doctor", doctor),
@@ -161,7 +178,7 @@ def clients(doctor, other_practice_doctor, staff, auditor, superuser, issued):
     ):
         logged[name] = Client()
         logged[name].force_login(user)
-    return {"anonymous": Client(), "patient": patient, **logged}
+    return {"anonymous": Client(), "patient": patient, "guest": guest, **logged}
 
 
 def concrete_urls(issued, doctor, practice) -> dict[str, str]:
