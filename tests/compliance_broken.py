@@ -18,7 +18,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path
 
 from consultations import services
-from consultations.models import Appointment, Practice
+from consultations.models import Appointment, GuestCode, Practice
 from signaling import protocol, room
 
 FOREIGN_SCRIPT = "https://ads.example.com/banner.js"
@@ -135,12 +135,22 @@ _real_find_by_code = services.find_by_code
 
 
 def find_guest_by_slot(code, now=None):
-    """Matches a guest code by its slot number, in the newest appointment — not by digest."""
+    """Matches a guest code by its slot number in some appointment — not by its digest
+    (here: always another appointment that has a guest in that slot, where there is one)."""
     match = _real_find_by_code(code, now)
     if match is None or match.role != services.GUEST:
         return match
-    newest = Appointment.objects.valid(now).order_by("-pk").first()
-    return services.CodeMatch(newest, services.GUEST, match.guest_slot)
+    other = (
+        GuestCode.objects.filter(
+            slot=match.guest_slot, appointment__in=Appointment.objects.valid(now)
+        )
+        .exclude(appointment=match.appointment)
+        .select_related("appointment")
+        .first()
+    )
+    if other is None:
+        return match
+    return services.CodeMatch(other.appointment, services.GUEST, match.guest_slot)
 
 
 def announce_to_everyone(self, event):
