@@ -25,7 +25,7 @@ from django.utils import timezone
 from compliance import probes, regions, registry, runner
 from compliance.checks import nr07_adaptive_quality as nr07
 from consultations import services
-from consultations.models import Appointment, Membership, Practice
+from consultations.models import Appointment, GuestCode, Membership, Practice
 from signaling import room
 from tests import compliance_broken
 
@@ -106,14 +106,16 @@ def test_the_probes_leave_nothing_behind(transactional_db):
     User.objects.create_user(username=probes.PROBE_USER_PREFIX + "old-doctor")
     User.objects.filter(username__startswith=probes.PROBE_USER_PREFIX).update(date_joined=long_ago)
     running = Practice.objects.create(name=probes.PROBE_PRACTICE_NAME)  # a concurrent run
-    models_ = (Practice, User, Membership, Appointment, Session)
+    models_ = (Practice, User, Membership, Appointment, GuestCode, Session)
     before = {m: m.objects.count() for m in models_}
     assert probes.websocket_probe().error is None
+    assert probes.guest_probe().error is None
     assert isinstance(probes.http_probe(), probes.HttpObservations)
     after = {m: m.objects.count() for m in models_}
     assert after[Practice] == before[Practice] - 1 and after[User] == before[User] - 1
     assert after[Appointment] == before[Appointment] == 0
     assert after[Session] == before[Session] and after[Membership] == before[Membership]
+    assert after[GuestCode] == before[GuestCode] == 0
     assert not Practice.objects.filter(pk=leftover.pk).exists()
     assert Practice.objects.filter(pk=running.pk).exists()
 

@@ -22,8 +22,9 @@ REQUIREMENT = Requirement(
         "one month at most."
     ),
     gettext_lazy(
-        "The patient enters the name and a 12-character code; each code opens exactly "
-        "one appointment and works until 24 hours after it, never longer than 30 days."
+        "The patient, and each guest the doctor invites (support person, interpreter), "
+        "enters the name and a 12-character code; each code opens exactly one appointment "
+        "with its doctor and works until 24 hours after it, never longer than 30 days."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: § 5 (organisational requirements); since "

@@ -16,8 +16,9 @@ REQUIREMENT = Requirement(
         "without signal tones from other callers."
     ),
     gettext_lazy(
-        "Each call room admits one doctor and one patient; the patient waits until the "
-        "doctor admits them, and nothing from other appointments reaches the call."
+        "Each call room admits its doctor, its patient and the guests of its own guest "
+        "codes, each seat once; everyone waits until the doctor admits them and hears "
+        "nothing of the call while waiting, and nothing from other appointments reaches it."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: technical requirements of the video service "

@@ -18,9 +18,10 @@ REQUIREMENT = Requirement(
         "central server may only broker the connection."
     ),
     gettext_lazy(
-        "Audio and video flow directly between the two browsers over WebRTC; the server "
-        "relays only the connection set-up messages. Relay (TURN) servers, where used, "
-        "stand in the EU and see only end-to-end encrypted packets."
+        "Audio and video flow directly between the browsers over WebRTC – with more than "
+        "two people as a mesh, one direct connection per pair; the server relays only the "
+        "connection set-up messages, and only between admitted participants. Relay (TURN) "
+        "servers, where used, stand in the EU and see only end-to-end encrypted packets."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: § 2 (IT security); since 2021 a “should”: "
