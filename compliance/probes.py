@@ -31,7 +31,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,7 +146,7 @@ def _probe_user(token: str, name: str, practice: Practice, role: str):
     return user
 
 
-def create_world() -> World:
+def create_world(guests: int = 0) -> World:
     token = secrets.token_hex(4)
     practice = Practice.objects.create(name=PROBE_PRACTICE_NAME)
     doctor_a = _probe_user(token, "doctor-a", practice, Membership.Role.DOCTOR)
@@ -155,8 +155,10 @@ def create_world() -> World:
     now = timezone.now()
     # Scheduled in the past: the codes work only for the few minutes the probe needs.
     soon_past = now - services.VALID_AFTER_SCHEDULED + timedelta(minutes=10)
-    a = services.create_appointment(doctor=doctor_a, scheduled_at=soon_past, now=now)
-    b = services.create_appointment(doctor=doctor_b, scheduled_at=soon_past, now=now)
+    a = services.create_appointment(doctor=doctor_a, scheduled_at=soon_past, now=now, guests=guests)
+    b = services.create_appointment(
+        doctor=doctor_b, scheduled_at=soon_past, now=now, guests=min(guests, 1)
+    )
     return World(practice, doctor_a, doctor_b, staff, a, b)
 
 
@@ -195,10 +197,10 @@ def rolled_back_world() -> Iterator[World]:
 
 
 @contextmanager
-def committed_world() -> Iterator[World]:
+def committed_world(guests: int = 0) -> Iterator[World]:
     with isolated_layers():
         purge_stale_probe_objects()
-        world = create_world()
+        world = create_world(guests)
         try:
             yield world
         finally:
@@ -786,4 +788,280 @@ async def _supersede_phase(open_socket, peers: _Peers) -> SupersedePhase:
         second_patient_welcome=second_welcome,
         first_patient_close=first_close,
         doctor_b_received=[m["type"] for m in peers.doctor_b.received],
+    )
+
+
+# --- WebSocket: a call with guests (§ 5 Nr. 3, 4, 5 for more than two people) ---------
+
+GUEST_NAME = "Prüfsonde Begleitperson"
+# What a waiting person must never hear of the call it waits for (Nr. 4).
+CALL_SIGNALING = frozenset(
+    {"offer", "answer", "candidate", "participant-joined", "participant-left", "peer-left"}
+)
+
+
+@dataclass(frozen=True)
+class GuestAccessPhase:
+    """Nr. 3: which appointment each code of A and B opens; who hears of A's guests."""
+
+    codes_to_own: dict[str, bool]  # "A patient", "A guest 1", "B guest 1" … → opens its own
+    doctor_a_waiting_roles: list[str]  # roles of the peer-waiting messages A's doctor got
+    doctor_b_received: list[dict]  # every message B's doctor got while A's people joined
+
+
+@dataclass(frozen=True)
+class GuestWaitingPhase:
+    """Nr. 4: what waiting people received while the others were in the call."""
+
+    patient_waiting_received: list[str]  # patient waited while doctor and guest 2 talked
+    guest_waiting_received: list[str]  # guest 1 waited throughout
+    removed_received: list[str]  # guest 2 after it was sent back to the waiting room
+    removed_told_waiting: bool
+    admitted_talked: bool  # the admitted people did get their offers/answers
+
+
+@dataclass(frozen=True)
+class MeshPhase:
+    """Nr. 5: addressed relays between admitted people, refusals for everyone else."""
+
+    delivered: dict[str, bool]  # "doctor→guest" … → reached its addressee with its `from`
+    misdelivered: list[str]  # "offer→doctor": a relay that reached someone not addressed
+    to_waiting_guest: Refusal  # the doctor's offer `to` a waiting guest
+    from_patient_to_waiting: Refusal  # the patient's candidate `to` the waiting guest
+    to_other_appointment: Refusal  # the doctor's offer `to` appointment B's doctor
+    from_waiting_guest: Refusal  # a waiting guest's offer
+
+
+@dataclass(frozen=True)
+class GuestObservations:
+    access: GuestAccessPhase | None = None
+    waiting: GuestWaitingPhase | None = None
+    mesh: MeshPhase | None = None
+    error: str | None = None
+
+
+@provides(GuestAccessPhase)
+def guest_access_phase(ws: GuestObservations) -> GuestAccessPhase:
+    return _phase(ws.access, ws)
+
+
+@provides(GuestWaitingPhase)
+def guest_waiting_phase(ws: GuestObservations) -> GuestWaitingPhase:
+    return _phase(ws.waiting, ws)
+
+
+@provides(MeshPhase)
+def mesh_phase(ws: GuestObservations) -> MeshPhase:
+    return _phase(ws.mesh, ws)
+
+
+def _codes_to_own(world: World) -> dict[str, bool]:
+    codes = {
+        "A patient": (world.a.patient_code, world.a),
+        "B patient": (world.b.patient_code, world.b),
+    }
+    for issued, letter in ((world.a, "A"), (world.b, "B")):
+        for number, code in enumerate(issued.guest_codes, start=1):
+            codes[f"{letter} guest {number}"] = (code, issued)
+    found = {}
+    for label, (code, issued) in codes.items():
+        match = services.find_by_code(code)
+        found[label] = match is not None and match.appointment.pk == issued.appointment.pk
+    return found
+
+
+@provides(GuestObservations)
+def guest_probe() -> GuestObservations:
+    """A call of appointment A with doctor, patient and two guests; B's doctor beside it."""
+    with committed_world(guests=2) as world, LogCapture().attached():
+        codes_to_own = _codes_to_own(world)
+        clients = {}
+        for key, code, user, name in (
+            ("doctor_a", world.a.doctor_code, world.doctor_a, ""),
+            ("doctor_b", world.b.doctor_code, world.doctor_b, ""),
+            ("patient", world.a.patient_code, None, PATIENT_NAME),
+            ("guest1", world.a.guest_codes[0], None, GUEST_NAME),
+            ("guest2", world.a.guest_codes[1], None, GUEST_NAME),
+        ):
+            client = probe_client()
+            if user is not None:
+                login(client, user, world)
+            joined = outcome(join(client, code, name))
+            if not joined.joined:
+                return GuestObservations(error=f"join as {key} refused (HTTP {joined.status})")
+            clients[key] = _cookies(client)
+        return async_to_sync(_guest_scenario)(websocket_application(), clients, codes_to_own)
+
+
+async def _guest_scenario(app, cookies, codes_to_own) -> GuestObservations:
+    sockets: dict[str, Socket] = {}
+    ids: dict[str, str] = {}
+    phases: dict[str, Any] = {}
+
+    async def open_socket(key: str) -> Socket:
+        socket = Socket(app, cookies[key])
+        sockets[key] = socket
+        await socket.connect()
+        welcome = await socket.until("welcome")
+        ids[key] = str((welcome or {}).get("id") or f"<no id: {key}>")
+        return socket
+
+    try:
+        phases["access"] = await _guest_access(open_socket, codes_to_own)
+        marks: dict[str, int] = {}  # where each waiting person's messages begin
+        phases["waiting"], talked = await _guest_waiting(sockets, ids, marks)
+        phases["mesh"] = await _mesh(sockets, ids, talked)
+        phases["waiting"] = await _guest_removed(sockets, ids, marks, phases["waiting"])
+    except Exception as exc:  # the phases so far still count
+        phases["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+    finally:
+        for socket in sockets.values():
+            await socket.close()
+    return GuestObservations(**phases)
+
+
+def _types(messages: list[dict]) -> list[str]:
+    return [m.get("type", "?") for m in messages]
+
+
+async def _guest_access(open_socket, codes_to_own) -> GuestAccessPhase:
+    doctor_b = await open_socket("doctor_b")
+    await doctor_b.drain()
+    doctor = await open_socket("doctor_a")
+    await doctor.drain()
+    for key in ("patient", "guest1", "guest2"):
+        await open_socket(key)
+        await doctor.until("peer-waiting")  # arrives in order: read by the doctor below
+    waiting = [m for m in doctor.received if m.get("type") == "peer-waiting"]
+    await doctor_b.drain()
+    doctor_b_received = [m for m in doctor_b.received if m.get("type") != "welcome"]
+    return GuestAccessPhase(
+        codes_to_own=codes_to_own,
+        doctor_a_waiting_roles=[str(m.get("role")) for m in waiting],
+        doctor_b_received=doctor_b_received,
+    )
+
+
+async def _relayed(sender: Socket, receiver: Socket, payload: dict, sender_id: str) -> bool:
+    await sender.send(payload)
+    got = await receiver.until(payload["type"])
+    return got is not None and got.get("from") == sender_id
+
+
+async def _guest_waiting(sockets, ids, marks) -> tuple[GuestWaitingPhase, dict[str, bool]]:
+    doctor, patient = sockets["doctor_a"], sockets["patient"]
+    guest1, guest2 = sockets["guest1"], sockets["guest2"]
+    for socket in (patient, guest1, guest2):
+        await socket.drain()  # welcome and "waiting" of their own
+    marks.update({key: len(sockets[key].received) for key in ("patient", "guest1")})
+
+    # Doctor and guest 2 talk while patient and guest 1 wait.
+    await doctor.send({"type": "admit", "id": ids["guest2"]})
+    await guest2.until("admitted")
+    talked = {
+        "doctor→guest": await _relayed(
+            doctor,
+            guest2,
+            {"type": "offer", "sdp": SDP_SECURE, "to": ids["guest2"]},
+            ids["doctor_a"],
+        ),
+        "guest→doctor": await _relayed(
+            guest2,
+            doctor,
+            {"type": "answer", "sdp": SDP_SECURE, "to": ids["doctor_a"]},
+            ids["guest2"],
+        ),
+    }
+    await doctor.send({"type": "candidate", "candidate": CANDIDATE, "to": ids["guest2"]})
+    await guest2.until("candidate")
+    await patient.drain()
+    patient_waiting = _types(patient.received[marks["patient"] :])
+
+    # The patient is admitted; guest 2 (admitted earlier) offers to the patient.
+    await doctor.send({"type": "admit", "id": ids["patient"]})
+    await patient.until("admitted")
+    await guest2.until("participant-joined")
+    talked["guest→patient"] = await _relayed(
+        guest2, patient, {"type": "offer", "sdp": SDP_SECURE, "to": ids["patient"]}, ids["guest2"]
+    )
+    talked["patient→guest"] = await _relayed(
+        patient, guest2, {"type": "answer", "sdp": SDP_SECURE, "to": ids["guest2"]}, ids["patient"]
+    )
+    talked["doctor→patient"] = await _relayed(
+        doctor, patient, {"type": "offer", "sdp": SDP_SECURE, "to": ids["patient"]}, ids["doctor_a"]
+    )
+    await guest1.drain()
+    phase = GuestWaitingPhase(
+        patient_waiting_received=patient_waiting,
+        guest_waiting_received=_types(guest1.received[marks["guest1"] :]),
+        removed_received=[],
+        removed_told_waiting=False,
+        admitted_talked=all(talked.values()),
+    )
+    return phase, talked
+
+
+async def _mesh(sockets, ids, talked: dict[str, bool]) -> MeshPhase:
+    doctor, patient, guest1 = sockets["doctor_a"], sockets["patient"], sockets["guest1"]
+    guest2, doctor_b = sockets["guest2"], sockets["doctor_b"]
+    # Relays go pairwise: each relay reached its addressee once and nobody else.
+    expected = {
+        "doctor": (doctor, {"answer": 1}),
+        "patient": (patient, {"offer": 2}),
+        "guest": (guest2, {"offer": 1, "answer": 1, "candidate": 1}),
+    }
+    misdelivered = []
+    for key, (socket, counts) in expected.items():
+        await socket.drain()
+        types = _types(socket.received)
+        misdelivered += [
+            f"{kind}→{key}"
+            for kind in ("offer", "answer", "candidate")
+            if types.count(kind) > counts.get(kind, 0)
+        ]
+    to_waiting = await _refused(
+        doctor, guest1, {"type": "offer", "sdp": SDP_SECURE, "to": ids["guest1"]}
+    )
+    from_patient = await _refused(
+        patient, guest1, {"type": "candidate", "candidate": CANDIDATE, "to": ids["guest1"]}
+    )
+    to_other = await _refused(
+        doctor, doctor_b, {"type": "offer", "sdp": SDP_SECURE, "to": ids["doctor_b"]}
+    )
+    from_waiting = await _refused(guest1, doctor, {"type": "offer", "sdp": SDP_SECURE})
+    return MeshPhase(
+        delivered=dict(talked),
+        misdelivered=misdelivered,
+        to_waiting_guest=to_waiting,
+        from_patient_to_waiting=from_patient,
+        to_other_appointment=to_other,
+        from_waiting_guest=from_waiting,
+    )
+
+
+async def _guest_removed(sockets, ids, marks, phase: GuestWaitingPhase) -> GuestWaitingPhase:
+    doctor, patient, guest1, guest2 = (
+        sockets[k] for k in ("doctor_a", "patient", "guest1", "guest2")
+    )
+    await doctor.send({"type": "remove", "id": ids["guest2"]})
+    told_waiting = await guest2.until("waiting") is not None
+    mark_removed = len(guest2.received)
+    await patient.until("participant-left")
+    await _relayed(
+        doctor,
+        patient,
+        {"type": "candidate", "candidate": CANDIDATE, "to": ids["patient"]},
+        ids["doctor_a"],
+    )
+    await _relayed(patient, doctor, {"type": "answer", "sdp": SDP_SECURE}, ids["patient"])
+    await guest2.drain()
+    await guest1.drain()
+    # Guest 1 waited through every phase, the refused relays to it included; its own
+    # refused offer's error reply is not signaling of the call.
+    since_waiting = guest1.received[marks["guest1"] :]
+    return replace(
+        phase,
+        guest_waiting_received=[t for t in _types(since_waiting) if t != "error"],
+        removed_received=_types(guest2.received[mark_removed:]),
+        removed_told_waiting=told_waiting,
     )

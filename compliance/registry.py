@@ -84,6 +84,7 @@ class Requirement:
     text: Promise | str  # paraphrase of the agreement's wording (original § 5 Abs. 1)
     measures: Promise | str  # how the product meets it
     current_reference: Promise | str  # where the item lives in today's Anlage 31b
+    further_evidence: Promise | str = ""  # documented evidence beyond the checks (PDF)
     checks: tuple[Check, ...] = field(default=(), compare=False)
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone, translation
 
 from compliance import obligations, registry, runner
 from compliance.declarations import DECLARATION_SETTINGS, demo_declarations
+from consultations.models import MAX_GUESTS
 
 FONT_DIRS = (
     Path(__file__).resolve().parent / "fonts",
@@ -117,6 +118,7 @@ def _requirement_entry(entry: dict, known: dict[int, registry.Requirement]) -> d
         "current_reference": str(requirement.current_reference)
         if requirement
         else entry.get("current_reference", ""),
+        "further_evidence": str(requirement.further_evidence) if requirement else "",
         "status_label": runner.status_label(entry["status"]),
         "checks": checks,
     }
@@ -151,6 +153,8 @@ def build_context(result: dict, generated_at: datetime | None = None) -> dict:
         "operator": settings.OPERATOR_NAME,
         "public_url": settings.PUBLIC_URL,
         "fonts": font_urls(),
+        "max_guests": MAX_GUESTS,
+        "max_participants": MAX_GUESTS + 2,  # the doctor, the patient and the guests
         "status_labels": {key.value: str(value) for key, value in runner.STATUS_LABELS.items()},
     }
 

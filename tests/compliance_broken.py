@@ -17,7 +17,9 @@ from django.contrib import admin
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path
 
-from consultations.models import Practice
+from consultations import services
+from consultations.models import Appointment, GuestCode, Practice
+from signaling import protocol, room
 
 FOREIGN_SCRIPT = "https://ads.example.com/banner.js"
 
@@ -131,3 +133,57 @@ class AddressLoggingMiddleware:
             "request from %s", request.META.get("REMOTE_ADDR")
         )
         return self.get_response(request)
+
+
+# --- Calls with guests: lookups and a room that ignore who may hear what ----------------
+
+_real_find_by_code = services.find_by_code
+
+
+def find_guest_by_slot(code, now=None):
+    """Matches a guest code by its slot number in some appointment — not by its digest
+    (here: always another appointment that has a guest in that slot, where there is one)."""
+    match = _real_find_by_code(code, now)
+    if match is None or match.role != services.GUEST:
+        return match
+    other = (
+        GuestCode.objects.filter(
+            slot=match.guest_slot, appointment__in=Appointment.objects.valid(now)
+        )
+        .exclude(appointment=match.appointment)
+        .select_related("appointment")
+        .first()
+    )
+    if other is None:
+        return match
+    return services.CodeMatch(other.appointment, services.GUEST, match.guest_slot)
+
+
+def announce_to_everyone(self, event):
+    """Room.on_joined that tells every connection of an admission, waiting or not."""
+    other = self.others.get(event.get("from"))
+    if other is None or not self.welcomed:
+        return []
+    other.admitted, other.order = True, self._next_order()
+    if self.is_doctor:
+        return [room.Send({"type": "admitted", "id": other.id})]
+    return [room.Send(self._joined_message(other))]
+
+
+_real_relay = room.Room._relay
+
+
+def relay_to_anyone(self, message):
+    """Room._relay that forwards `to` any connection of the appointment, admitted or not."""
+    if message.to is None:
+        return _real_relay(self, message)
+    target = self.by_id(message.to)
+    if target is None:
+        raise protocol.ProtocolError("no-such-participant")
+    text = protocol.encode({**message.data, "from": self.me.id})
+    return [room.Deliver(target.channel, self._event("call.relay", text=text))]
+
+
+def deliver_to_anyone(self, event):
+    """Room.on_relay that hands every relayed message to its client, waiting or not."""
+    return [room.SendText(event["text"])]

@@ -23,8 +23,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from compliance import probes, regions, registry, runner
+from compliance.checks import nr07_adaptive_quality as nr07
 from consultations import services
-from consultations.models import Appointment, Membership, Practice
+from consultations.models import Appointment, GuestCode, Membership, Practice
+from signaling import room
 from tests import compliance_broken
 
 PASS, FAIL, WARN, DECLARED = "pass", "fail", "warn", "declared"
@@ -104,14 +106,16 @@ def test_the_probes_leave_nothing_behind(transactional_db):
     User.objects.create_user(username=probes.PROBE_USER_PREFIX + "old-doctor")
     User.objects.filter(username__startswith=probes.PROBE_USER_PREFIX).update(date_joined=long_ago)
     running = Practice.objects.create(name=probes.PROBE_PRACTICE_NAME)  # a concurrent run
-    models_ = (Practice, User, Membership, Appointment, Session)
+    models_ = (Practice, User, Membership, Appointment, GuestCode, Session)
     before = {m: m.objects.count() for m in models_}
     assert probes.websocket_probe().error is None
+    assert probes.guest_probe().error is None
     assert isinstance(probes.http_probe(), probes.HttpObservations)
     after = {m: m.objects.count() for m in models_}
     assert after[Practice] == before[Practice] - 1 and after[User] == before[User] - 1
     assert after[Appointment] == before[Appointment] == 0
     assert after[Session] == before[Session] and after[Membership] == before[Membership]
+    assert after[GuestCode] == before[GuestCode] == 0
     assert not Practice.objects.filter(pk=leftover.pk).exists()
     assert Practice.objects.filter(pk=running.pk).exists()
 
@@ -682,3 +686,67 @@ def test_http_probes_use_https_without_a_proxy():
     for check_id in ("anonymous_join", "public_pages_german", "public_pages_linked"):
         finding = registry.run_check(registry.find_check(check_id), observations)
         assert finding.status == PASS, (check_id, finding)
+
+
+# --- Calls with guests (Nr. 3, 4, 5) and the network evidence (Nr. 7) ---------------------
+
+
+def test_guest_checks_pass_with_concrete_evidence(baseline):
+    found = by_id(baseline)
+    assert (
+        "Alle 5 Patienten- und Gastcodes"
+        in found["guest_codes_open_only_their_appointment"]["evidence"]
+    )
+    mesh = found["mesh_relays_only_between_admitted"]["evidence"]
+    assert "no-such-participant" in mesh and "doctor→guest" in mesh
+    assert "participant-joined" in found["waiting_people_hear_nothing"]["evidence"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_guest_codes_matched_by_slot_fail(monkeypatch):
+    monkeypatch.setattr(services, "find_by_code", compliance_broken.find_guest_by_slot)
+    finding = run("guest_codes_open_only_their_appointment")
+    assert finding.status == FAIL, finding
+    assert "A guest 1, B guest 1" in finding.evidence
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admissions_announced_to_waiting_people_fail(monkeypatch, fast_probes):
+    monkeypatch.setattr(room.Room, "on_joined", compliance_broken.announce_to_everyone)
+    finding = run("waiting_people_hear_nothing")
+    assert finding.status == FAIL and "participant-joined" in finding.evidence, finding
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relays_to_waiting_guests_fail(monkeypatch, fast_probes):
+    monkeypatch.setattr(room.Room, "_relay", compliance_broken.relay_to_anyone)
+    monkeypatch.setattr(room.Room, "on_relay", compliance_broken.deliver_to_anyone)
+    observations = registry.Observations()
+    mesh = registry.run_check(
+        registry.find_check("mesh_relays_only_between_admitted"), observations
+    )
+    assert mesh.status == FAIL and "wartenden Gast" in mesh.evidence, mesh
+    waiting = registry.run_check(registry.find_check("waiting_people_hear_nothing"), observations)
+    assert waiting.status == FAIL and "candidate" in waiting.evidence, waiting
+
+
+def test_network_evidence_passes_on_the_documented_results():
+    finding = run("network_lab_evidence")
+    assert finding.status == PASS and "docs/evidence-network.md" in finding.evidence
+    assert registry.find_check("network_lab_evidence").static
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        (None, "fehlt"),
+        ("Calls through NAT and coturn, 400 kbit/s with 5 % loss.", "recovery"),
+    ],
+)
+def test_missing_or_incomplete_network_evidence_fails(tmp_path, monkeypatch, text, missing):
+    document = tmp_path / "evidence-network.md"
+    if text is not None:
+        document.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(nr07, "_network_evidence_path", lambda: document)
+    finding = run("network_lab_evidence")
+    assert finding.status == FAIL and missing in finding.evidence, finding

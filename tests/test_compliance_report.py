@@ -388,3 +388,27 @@ def test_an_auditor_membership_or_superuser_is_what_grants_access(db, auditor, s
     assert may_audit(auditor) and may_audit(superuser) and not may_audit(staff)
     Membership.objects.filter(user=auditor).update(role=Membership.Role.STAFF)
     assert not may_audit(auditor)
+
+
+@pytest.mark.django_db
+def test_pdf_says_how_many_people_a_call_holds_and_why(monkeypatch):
+    from consultations.models import MAX_GUESTS
+
+    result = synthetic_result()
+    flat = " ".join("\n".join(pdf_text(report.render_pdf(result))[1]).split())
+    assert f"höchstens {MAX_GUESTS + 2} Personen" in flat
+    assert f"bis zu {MAX_GUESTS} Gäste" in flat
+    assert "Peer-to-Peer-Mesh ohne Medienserver" in flat and "Gruppenpsychotherapie" in flat
+    # the number comes from the model's limit, not from the template
+    monkeypatch.setattr(report, "MAX_GUESTS", 3)
+    html = " ".join(report.render_html(result).split())
+    assert "höchstens 5 Personen" in html and "bis zu 3 Gäste" in html
+
+
+@pytest.mark.django_db
+def test_pdf_links_nr7_to_the_network_evidence():
+    html = " ".join(report.render_html(synthetic_result()).split())
+    nr7 = html.split("Nr. 7 –", 1)[1].split("Nr. 8 –", 1)[0]
+    assert "Nachweis in echten Netzen: docs/evidence-network.md" in nr7
+    assert "400 kbit/s" in nr7 and "Prozent Paketverlust" in nr7
+    assert "network_lab_evidence" in nr7 and "statische Prüfung" in nr7

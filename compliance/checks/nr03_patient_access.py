@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from compliance import kbv
-from compliance.probes import PATIENT_NAME, ConnectPhase, HttpObservations
+from compliance.probes import PATIENT_NAME, ConnectPhase, GuestAccessPhase, HttpObservations
 from compliance.registry import Finding, Requirement, check
 from consultations.models import MAX_VALIDITY, Appointment
 
@@ -22,8 +22,9 @@ REQUIREMENT = Requirement(
         "one month at most."
     ),
     gettext_lazy(
-        "The patient enters the name and a 12-character code; each code opens exactly "
-        "one appointment and works until 24 hours after it, never longer than 30 days."
+        "The patient, and each guest the doctor invites (support person, interpreter), "
+        "enters the name and a 12-character code; each code opens exactly one appointment "
+        "with its doctor and works until 24 hours after it, never longer than 30 days."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: § 5 (organisational requirements); since "
@@ -121,4 +122,37 @@ def code_opens_only_its_appointment(http: HttpObservations, connect: ConnectPhas
             "(%(result)s), and B's doctor does not see A's waiting patient."
         )
         % {"result": other_doctor.describe()}
+    )
+
+
+@check(
+    "guest_codes_open_only_their_appointment",
+    gettext_lazy(
+        "Patient and guest codes open only their own appointment, and a guest reaches only "
+        "the initiating doctor (database and real consumer)"
+    ),
+)
+def guest_codes_open_only_their_appointment(access: GuestAccessPhase) -> Finding:
+    wrong = sorted(label for label, own in access.codes_to_own.items() if not own)
+    if wrong:
+        return Finding.failed(
+            _("These codes opened another appointment than their own: %(codes)s.")
+            % {"codes": ", ".join(wrong)}
+        )
+    guests_seen = access.doctor_a_waiting_roles.count("guest")
+    if guests_seen != 2 or access.doctor_b_received:
+        return Finding.failed(
+            _(
+                "Appointment A's guests did not reach only A's doctor: A's doctor was told "
+                "of %(seen)d of 2 waiting guests, B's doctor received %(foreign)d messages."
+            )
+            % {"seen": guests_seen, "foreign": len(access.doctor_b_received)}
+        )
+    return Finding.passed(
+        _(
+            "All %(count)d patient and guest codes of two appointments open only their own "
+            "appointment; both guests of appointment A were announced to A's doctor only, "
+            "B's doctor received nothing."
+        )
+        % {"count": len(access.codes_to_own)}
     )

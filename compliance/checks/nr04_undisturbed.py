@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from compliance.probes import ConnectPhase, SupersedePhase
+from compliance.probes import CALL_SIGNALING, ConnectPhase, GuestWaitingPhase, SupersedePhase
 from compliance.registry import Finding, Requirement, check
 
 REQUIREMENT = Requirement(
@@ -16,8 +16,9 @@ REQUIREMENT = Requirement(
         "without signal tones from other callers."
     ),
     gettext_lazy(
-        "Each call room admits one doctor and one patient; the patient waits until the "
-        "doctor admits them, and nothing from other appointments reaches the call."
+        "Each call room admits its doctor, its patient and the guests of its own guest "
+        "codes, each seat once; everyone waits until the doctor admits them and hears "
+        "nothing of the call while waiting, and nothing from other appointments reaches it."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: technical requirements of the video service "
@@ -97,5 +98,42 @@ def no_events_from_other_calls(supersede: SupersedePhase) -> Finding:
         _(
             "While a call of appointment A ran, the doctor connected to appointment B "
             "received nothing but their own welcome message."
+        )
+    )
+
+
+@check(
+    "waiting_people_hear_nothing",
+    gettext_lazy(
+        "Waiting patients and guests receive no signaling of the call (real consumer, "
+        "doctor, patient and two guests)"
+    ),
+)
+def waiting_people_hear_nothing(waiting: GuestWaitingPhase) -> Finding:
+    heard = {
+        _("the waiting patient"): waiting.patient_waiting_received,
+        _("the waiting guest"): waiting.guest_waiting_received,
+        _("the guest sent back to the waiting room"): waiting.removed_received,
+    }
+    leaks = {who: sorted(set(types) & CALL_SIGNALING) for who, types in heard.items()}
+    leaks = {who: types for who, types in leaks.items() if types}
+    if leaks or not waiting.removed_told_waiting or not waiting.admitted_talked:
+        return Finding.failed(
+            _(
+                "Waiting people heard the call: %(leaks)s (sent back told to wait: "
+                "%(told)s, admitted people connected: %(talked)s)."
+            )
+            % {
+                "leaks": "; ".join(f"{who}: {', '.join(t)}" for who, t in leaks.items()) or "—",
+                "told": waiting.removed_told_waiting,
+                "talked": waiting.admitted_talked,
+            }
+        )
+    return Finding.passed(
+        _(
+            "While doctor, a guest and later the patient exchanged offer, answer and "
+            "candidate, the waiting patient, the waiting guest and a guest sent back to "
+            "the waiting room received no offer, answer, candidate, participant-joined or "
+            "participant-left."
         )
     )

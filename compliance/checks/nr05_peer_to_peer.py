@@ -7,7 +7,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from compliance import regions
-from compliance.probes import RefusalPhase, RelayPhase
+from compliance.probes import MeshPhase, RefusalPhase, RelayPhase
 from compliance.registry import Finding, Requirement, Status, check
 
 REQUIREMENT = Requirement(
@@ -18,9 +18,10 @@ REQUIREMENT = Requirement(
         "central server may only broker the connection."
     ),
     gettext_lazy(
-        "Audio and video flow directly between the two browsers over WebRTC; the server "
-        "relays only the connection set-up messages. Relay (TURN) servers, where used, "
-        "stand in the EU and see only end-to-end encrypted packets."
+        "Audio and video flow directly between the browsers over WebRTC – with more than "
+        "two people as a mesh, one direct connection per pair; the server relays only the "
+        "connection set-up messages, and only between admitted participants. Relay (TURN) "
+        "servers, where used, stand in the EU and see only end-to-end encrypted packets."
     ),
     gettext_lazy(
         "Annex 31b as amended on 15 June 2022: § 2 (IT security); since 2021 a “should”: "
@@ -100,4 +101,50 @@ def turn_relays_in_eu() -> Finding:
             "credentials; relayed packets stay end-to-end encrypted (DTLS-SRTP)."
         )
         % {"count": len(turn), "countries": ", ".join(sorted({e.country for e in turn}))}
+    )
+
+
+@check(
+    "mesh_relays_only_between_admitted",
+    gettext_lazy(
+        "A call of more than two is a peer-to-peer mesh: relays go only between admitted "
+        "participants (real consumer)"
+    ),
+)
+def mesh_relays_only_between_admitted(mesh: MeshPhase) -> Finding:
+    refusals = {
+        _("to a waiting guest"): (mesh.to_waiting_guest, "no-such-participant"),
+        _("from the patient to a waiting guest"): (
+            mesh.from_patient_to_waiting,
+            "no-such-participant",
+        ),
+        _("to another appointment's doctor"): (mesh.to_other_appointment, "no-such-participant"),
+        _("from a waiting guest"): (mesh.from_waiting_guest, "not-admitted"),
+    }
+    wrong = [
+        f"{what}: {refusal.error or '—'}" + (f" ({len(refusal.leaked)})" if refusal.leaked else "")
+        for what, (refusal, code) in refusals.items()
+        if refusal.error != code or refusal.leaked
+    ]
+    missing = sorted(pair for pair, ok in mesh.delivered.items() if not ok)
+    if wrong or missing or mesh.misdelivered:
+        return Finding.failed(
+            _(
+                "The mesh is not kept to admitted pairs: refusals %(wrong)s; not relayed "
+                "%(missing)s; relayed to someone not addressed %(mis)s."
+            )
+            % {
+                "wrong": "; ".join(wrong) or "—",
+                "missing": ", ".join(missing) or "—",
+                "mis": ", ".join(mesh.misdelivered) or "—",
+            }
+        )
+    return Finding.passed(
+        _(
+            "Offer, answer and candidate went pairwise (%(pairs)s), each only to its "
+            "addressee and marked with its sender; relays to a waiting guest or to another "
+            'appointment were refused with "no-such-participant", a waiting guest\'s offer '
+            'with "not-admitted". Every pair connects directly; no media server takes part.'
+        )
+        % {"pairs": ", ".join(mesh.delivered)}
     )
