@@ -16,7 +16,7 @@ from consultations.models import Membership, Practice
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from tests.deployment import PROFILE_SKIP
+from tests.support.deployment import PROFILE_SKIP
 
 PASSWORD = "correct-horse-battery-staple"
 _skip_reasons: Counter[str] = Counter()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment import PROFILE_SKIP
+from tests.support.deployment import PROFILE_SKIP
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_PROFILE = bool(os.environ.get("REDIS_URL"))

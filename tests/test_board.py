@@ -24,7 +24,7 @@ from board.status import Participant, Status
 from consultations import joinsession, services
 from consultations.models import Appointment, Membership
 from tests.conftest import make_member
-from tests.helpers import run_manage
+from tests.support.helpers import run_manage
 
 BOARD = "/praxis/"
 
@@ -530,7 +530,7 @@ def test_board_start_checks_pass_on_the_real_system(db, check_id, requirement):
     assert "HTTP 403" in finding.evidence
 
 
-@override_settings(ROOT_URLCONF="tests.compliance_broken")
+@override_settings(ROOT_URLCONF="tests.support.compliance_broken")
 @pytest.mark.parametrize(
     "check_id", ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
 )
@@ -540,7 +540,7 @@ def test_a_board_start_that_lets_anyone_in_fails_the_checks(db, check_id):
     assert "HTTP 302 → /call/" in finding.evidence
 
 
-@override_settings(ROOT_URLCONF="tests.compliance_broken_noboard")
+@override_settings(ROOT_URLCONF="tests.support.compliance_broken_noboard")
 @pytest.mark.parametrize(
     "check_id", ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
 )

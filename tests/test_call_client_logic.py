@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment import require_tool
+from tests.support.deployment import require_tool
 
 JS_DIR = Path(__file__).resolve().parent.parent / "static" / "js"
 

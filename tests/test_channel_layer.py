@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from redconnect import redisconf
 from signaling import layers, presence, protocol
 from signaling.layers import LocalFirstRedisChannelLayer
-from tests.helpers import run_manage
+from tests.support.helpers import run_manage
 
 pytestmark = pytest.mark.redis
 

@@ -147,7 +147,7 @@ def test_create_api_key_for_unknown_practice():
 
 @pytest.mark.django_db(transaction=True)
 def test_commands_exit_1_with_a_message():
-    from tests.helpers import run_manage, test_database_env
+    from tests.support.helpers import run_manage, test_database_env
 
     result = run_manage(
         ["create_appointment", "--doctor", "nobody-here", "--json"], **test_database_env()

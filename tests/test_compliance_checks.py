@@ -27,7 +27,7 @@ from compliance.checks import nr07_adaptive_quality as nr07
 from consultations import services
 from consultations.models import Appointment, GuestCode, Membership, Practice
 from signaling import room
-from tests import compliance_broken
+from tests.support import compliance_broken
 
 PASS, FAIL, WARN, DECLARED = "pass", "fail", "warn", "declared"
 # Checks that cannot pass on the embedded default (http PUBLIC_URL, demo declarations).
@@ -37,7 +37,7 @@ NOT_PASS_ON_DEFAULT = {
     "hosting_declaration": {WARN, DECLARED},
     "operator_declaration": {WARN, DECLARED},
 }
-BROKEN_URLS = override_settings(ROOT_URLCONF="tests.compliance_broken")
+BROKEN_URLS = override_settings(ROOT_URLCONF="tests.support.compliance_broken")
 
 
 def run(check_id: str) -> registry.Finding:
@@ -436,7 +436,7 @@ def test_a_log_format_with_client_address_fails(settings):
 
 @pytest.mark.django_db
 def test_a_middleware_logging_addresses_fails(settings):
-    middleware = ["tests.compliance_broken.AddressLoggingMiddleware", *settings.MIDDLEWARE]
+    middleware = ["tests.support.compliance_broken.AddressLoggingMiddleware", *settings.MIDDLEWARE]
     with override_settings(MIDDLEWARE=middleware):
         finding = run("no_client_addresses_logged")
     assert finding.status == FAIL, finding

@@ -355,7 +355,7 @@ def test_the_run_lock_holds_across_processes(tmp_path, redis_server, client, aud
     import sys
 
     from redconnect import redisconf
-    from tests.live import ROOT, embedded_env
+    from tests.support.live import ROOT, embedded_env
 
     env = embedded_env(tmp_path, REDIS_URL=redis_server.url)
     holder = subprocess.Popen(

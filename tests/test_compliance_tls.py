@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.test import override_settings
 
 from compliance import bsi, registry, tlsscan
-from tests.tlsserver import make_certificate, nginx_tls
+from tests.support.tlsserver import make_certificate, nginx_tls
 
 DEPLOYMENT = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from compliance.bsi import GROUPS, TLS12_CIPHERS, TLS13_CIPHERSUITES
-from tests.deployment import require_tool
+from tests.support.deployment import require_tool
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 DEPLOYMENT = (DOCS / "deployment.md").read_text()

@@ -21,8 +21,8 @@ from django.db import OperationalError
 from django.test import RequestFactory
 from django.utils import translation
 
-from tests.callclient import CallSocket, HttpSession, make_sdp
-from tests.deployment import skip_in_production_run, start_deployment
+from tests.support.callclient import CallSocket, HttpSession, make_sdp
+from tests.support.deployment import skip_in_production_run, start_deployment
 
 pytestmark = [pytest.mark.redis]
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from consultations import services
-from tests.callclient import FINGERPRINT, make_candidate, make_sdp
+from tests.support.callclient import FINGERPRINT, make_candidate, make_sdp
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.callclient import HttpSession
-from tests.live import ServeProcess, embedded_env
+from tests.support.callclient import HttpSession
+from tests.support.live import ServeProcess, embedded_env
 
 FORGED = "2031-01-01 00:00:00,000 INFO redconnect.requests GET /forged 200 1.0ms"
 RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")

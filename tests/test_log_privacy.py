@@ -17,9 +17,9 @@ import re
 import pytest
 
 from consultations.services import normalise_code
-from tests.callclient import CallSocket, HttpSession, make_candidate, make_sdp
-from tests.deployment import production_profile, start_deployment
-from tests.live import manage_json
+from tests.support.callclient import CallSocket, HttpSession, make_candidate, make_sdp
+from tests.support.deployment import production_profile, start_deployment
+from tests.support.live import manage_json
 
 PATIENT_NAME = "Zyxwvu Qwertz"
 FORWARDED_FOR = "203.0.113.7"  # documentation range (RFC 5737); only ever a header value

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.callclient import CallSocket, HttpSession, admit_and_negotiate, exchange_candidates
-from tests.deployment import skip_in_production_run, start_deployment
-from tests.live import manage_json
+from tests.support.callclient import (
+    CallSocket,
+    HttpSession,
+    admit_and_negotiate,
+    exchange_candidates,
+)
+from tests.support.deployment import skip_in_production_run, start_deployment
+from tests.support.live import manage_json
 
 pytestmark = [pytest.mark.redis, skip_in_production_run()]
 

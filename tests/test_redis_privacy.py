@@ -20,7 +20,7 @@ from django.core.cache import cache
 
 from consultations import services
 from redconnect import redisconf
-from tests.callclient import make_sdp
+from tests.support.callclient import make_sdp
 from tests.test_signaling import (
     PATIENT_NAME,
     admitted_call,
@@ -150,7 +150,7 @@ def test_the_key_is_derived_from_the_secret_key_unless_set():
 
 
 def test_production_settings_encrypt_the_layer():
-    from tests.helpers import run_manage
+    from tests.support.helpers import run_manage
 
     script = (
         "from django.conf import settings as s; import json; "

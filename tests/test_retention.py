@@ -60,7 +60,7 @@ def test_purge_command_json(doctor, capsys):
 
 @pytest.mark.parametrize("days", ["91", "120"])
 def test_retention_above_90_days_stops_start_up(days):
-    from tests.helpers import run_manage
+    from tests.support.helpers import run_manage
 
     result = run_manage(["check"], METADATA_RETENTION_DAYS=days)
     assert result.returncode != 0
@@ -68,7 +68,7 @@ def test_retention_above_90_days_stops_start_up(days):
 
 
 def test_retention_of_90_days_is_accepted():
-    from tests.helpers import run_manage
+    from tests.support.helpers import run_manage
 
     result = run_manage(["check"], METADATA_RETENTION_DAYS="90")
     assert result.returncode == 0, result.stderr

@@ -44,7 +44,7 @@ from django.test import Client
 
 from consultations import services
 from signaling import protocol
-from tests.callclient import make_candidate, make_sdp
+from tests.support.callclient import make_candidate, make_sdp
 from tests.test_signaling import (
     _cookie_header,
     communicator,

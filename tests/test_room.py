@@ -14,7 +14,7 @@ import pytest
 
 from signaling import protocol, room
 from signaling.protocol import ProtocolError
-from tests.callclient import make_sdp
+from tests.support.callclient import make_sdp
 
 NOW = 1000.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from signaling import protocol
-from tests.callclient import FINGERPRINT, make_sdp
+from tests.support.callclient import FINGERPRINT, make_sdp
 
 SHA256_OTHER = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32)
 SHA384 = "a=fingerprint:sha-384 " + ":".join(["0C"] * 48)

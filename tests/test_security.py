@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.helpers import run_manage
+from tests.support.helpers import run_manage
 
 PRODUCTION_ENV = {
     "PUBLIC_URL": "https://video.example.de",
@@ -81,7 +81,7 @@ def assert_security_headers(response, ws_origin: str = settings.WS_ORIGIN) -> No
         ("get", "/test-error/500/", 500),
     ],
 )
-@pytest.mark.urls("tests.error_urls")
+@pytest.mark.urls("tests.support.error_urls")
 def test_security_headers_on_every_response_type(db, method, path, status):
     client = Client(raise_request_exception=False)
     response = getattr(client, method)(path)
@@ -141,7 +141,7 @@ def test_security_headers_on_csrf_failure(db):
     assert_security_headers(response)
 
 
-@pytest.mark.urls("tests.error_urls")
+@pytest.mark.urls("tests.support.error_urls")
 def test_error_page_shows_no_traceback(db):
     response = Client(raise_request_exception=False).get("/test-error/500/")
     assert "a bug in a view" not in response.content.decode()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import run_manage
+from tests.support.helpers import run_manage
 
 
 @pytest.mark.parametrize(

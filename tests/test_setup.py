@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment import PROFILE_SKIP, require_tool
+from tests.support.deployment import PROFILE_SKIP, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_LIST = ROOT / "scripts" / "debian-packages.txt"

@@ -25,8 +25,8 @@ from django.test import Client
 
 from consultations import services
 from signaling import ice, presence, protocol
-from tests.callclient import make_candidate, make_sdp
-from tests.deployment import skip_other_profile
+from tests.support.callclient import make_candidate, make_sdp
+from tests.support.deployment import skip_other_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

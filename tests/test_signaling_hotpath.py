@@ -19,8 +19,8 @@ from asgiref.sync import SyncToAsync, sync_to_async
 from django.core.cache import cache, caches
 
 from signaling import layers, presence
-from tests.callclient import make_candidate, make_sdp
-from tests.deployment import skip_other_profile
+from tests.support.callclient import make_candidate, make_sdp
+from tests.support.deployment import skip_other_profile
 from tests.test_signaling import admitted_call, disconnect, expect, send
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import connection
 
 from consultations import services
-from tests.deployment import skip_other_profile
+from tests.support.deployment import skip_other_profile
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from playwright import sync_api
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.deployment import require_tool
-from tests.live import ServeProcess, embedded_env, manage, manage_json
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.deployment import require_tool
+from tests.support.live import ServeProcess, embedded_env, manage, manage_json
 
 DEMO_PASSWORD = "e2e-demo-password-0123456789"
 

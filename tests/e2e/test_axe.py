@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import DEMO_PASSWORD
 from tests.e2e.test_call import fill_join_form, open_participant, pass_device_check
-from tests.live import manage_json
+from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests.e2e.conftest import DEMO_PASSWORD
 from tests.e2e.test_call import fill_join_form, open_participant, pass_device_check
-from tests.live import ServeProcess, embedded_env, manage, manage_json
+from tests.support.live import ServeProcess, embedded_env, manage, manage_json
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.e2e.conftest import DEMO_PASSWORD
-from tests.live import manage_json
+from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live import manage_json
+from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
 

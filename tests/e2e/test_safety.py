@@ -21,7 +21,7 @@ from tests.e2e.test_call import (
     open_participant,
     pass_device_check,
 )
-from tests.live import manage_json
+from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from tests.e2e.test_call import (
     open_participant,
     pass_device_check,
 )
-from tests.live import manage_json
 from tests.network.conftest import DEMO_PASSWORD
+from tests.support.live import manage_json
 
 CONNECT_TIMEOUT_MS = 45_000
 

@@ -1,6 +1,6 @@
 """Fixtures for the network tests: one lab, its server and coturn, two browsers in it.
 
-Root only. The lab (tests/netlab.py) is built once per session and torn down at the end,
+Root only. The lab (tests/support/netlab.py) is built once per session and torn down at the end,
 also after failures; every test sets the NAT behaviour it needs and opens a new call.
 The doctor's Chromium runs in the "practice" namespace, the patient's in "home".
 """
@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from tests.live import manage, manage_json
-from tests.netlab import Lab
+from tests.support.live import manage, manage_json
+from tests.support.netlab import Lab
 
 DEMO_PASSWORD = "network-demo-password-0123456789"
 

@@ -1,15 +1,15 @@
 """Three real calls through NAT: via STUN, via the TURN relay, and over TURN/TLS on 443.
 
 Doctor in "practice", patient in "home", each behind its own NAT router; the only way
-between them is the lab's "internet" with the server and coturn (tests/netlab.py).
+between them is the lab's "internet" with the server and coturn (tests/support/netlab.py).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.netlab import HOME_WAN, PRACTICE_WAN, SERVER_IP
 from tests.network.calls import close_call, decodes_video_both_ways, fingerprint, open_call, stats
+from tests.support.netlab import HOME_WAN, PRACTICE_WAN, SERVER_IP
 
 pytestmark = pytest.mark.network
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netlab import HOME_LAN, HOME_WAN, SERVER_IP
 from tests.network.calls import PC_JS, close_call, decodes_video_both_ways, open_call, stats
+from tests.support.netlab import HOME_LAN, HOME_WAN, SERVER_IP
 
 pytestmark = pytest.mark.network
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from tests.netlab import (
+from tests.support.netlab import (
     DEPLOYMENT_DOC,
     HOME_LAN,
     LAB_PUBLIC_RANGE,
@@ -26,7 +26,7 @@ from tests.netlab import (
     documented_turn_config,
     in_netns,
 )
-from tests.turnclient import TurnClient, rest_credentials
+from tests.support.turnclient import TurnClient, rest_credentials
 
 pytestmark = pytest.mark.network
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import ServeProcess, embedded_env, manage, manage_json
+from tests.support.live import ServeProcess, embedded_env, manage, manage_json
 
 DEMO_PASSWORD = "demo-password-for-tests-9f3a"
 

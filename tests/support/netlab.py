@@ -39,7 +39,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 
 SERVER_IP = "203.0.113.10"
@@ -332,7 +332,7 @@ table ip cut {{
     def certificate(self) -> tuple[str, str]:
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from tests.tlsserver import make_certificate
+        from tests.support.tlsserver import make_certificate
 
         cert, key = self.workdir / "turn-tls" / "cert.pem", self.workdir / "turn-tls" / "key.pem"
         if cert.exists():
@@ -389,7 +389,7 @@ table ip cut {{
         ]
 
     def server_env(self, **extra: str) -> dict[str, str]:
-        from tests.live import embedded_env
+        from tests.support.live import embedded_env
 
         return embedded_env(
             self.workdir / "site",
@@ -426,7 +426,7 @@ table ip cut {{
 
         Playwright talks to Chromium over inherited pipes, which `ip netns exec` keeps.
         """
-        from tests.browser import CHROMIUM
+        from tests.support.browser import CHROMIUM
 
         path = self.workdir / f"chromium-{role}.sh"
         path.write_text(f'#!/bin/sh\nexec ip netns exec {self.ns[role]} {CHROMIUM} "$@"\n')
@@ -434,7 +434,7 @@ table ip cut {{
         return str(path)
 
     def chromium_args(self) -> list[str]:
-        from tests.browser import CHROMIUM_ARGS
+        from tests.support.browser import CHROMIUM_ARGS
 
         # getUserMedia needs a secure context; the lab serves plain http on a lab address.
         return [

@@ -1,5 +1,5 @@
 """The broken URL configuration without the board: its start probe cannot run at all."""
 
-from tests.compliance_broken import urlpatterns as _broken
+from tests.support.compliance_broken import urlpatterns as _broken
 
 urlpatterns = [p for p in _broken if getattr(p, "name", None) != "board-start"]
