@@ -162,9 +162,9 @@ def test_call_pages_have_no_serious_violations(site, browser, language):
 def test_call_pages_with_three_people_have_no_serious_violations(site, browser, language):
     """Doctor, patient and a guest (guest code 1) at once.
 
-    The call page on main is still the two-person page: the doctor admits the patient,
-    the guest waits in the waiting room (with the practice's notice shown) and the doctor
-    sees the guest waiting while in the call. All three pages are checked in that state.
+    First the doctor admits the patient while the guest waits in the waiting room (with
+    the practice's notice shown) and shows on the doctor's waiting list; then the doctor
+    lets the guest in too. All three pages are checked in both states.
     """
     server, seed = site
     appointment = manage_json(
@@ -201,6 +201,15 @@ def test_call_pages_with_three_people_have_no_serious_violations(site, browser, 
 
         for participant, who in ((doctor, "doctor"), (patient, "patient"), (guest, "guest")):
             assert_accessible(participant.page, f"call of three, {who} ({language})")
+
+        entry = doctor.page.locator("[data-waiting-entry]", has_text="Gerd Gast")
+        entry.locator('[data-action="admit"]').click()
+        entry.wait_for(state="detached")
+        guest.page.locator('[data-view="waiting"]').wait_for(state="hidden")
+        for page in (doctor.page, patient.page):
+            page.locator("[data-tile]", has_text="Gerd Gast").wait_for(state="visible")
+        for participant, who in ((doctor, "doctor"), (patient, "patient"), (guest, "guest")):
+            assert_accessible(participant.page, f"call of three admitted, {who} ({language})")
     finally:
         for participant in (patient, guest, doctor):
             participant.page.context.close()
