@@ -38,6 +38,7 @@ from django.utils import timezone, translation
 from redis.exceptions import RedisError
 
 from consultations import joinsession, services
+from redconnect import callcodes
 from signaling import ice, presence, protocol, room
 from signaling.protocol import ProtocolError
 
@@ -47,7 +48,7 @@ logger = logging.getLogger("redconnect")
 LAYER_DOWN: tuple[type[BaseException], ...] = (RedisError,)
 # Like HTTP 503: a temporary condition, the page reconnects (not a final code). Daphne
 # lets an application send only 1000 or 3000-4999, so 1011/1013 are not available.
-CLOSE_TRY_AGAIN = 4503
+CLOSE_TRY_AGAIN = protocol.CLOSE_TRY_AGAIN
 
 
 def _timing(name: str, default: float) -> float:
@@ -272,7 +273,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             await self._carry_out(self.room.welcome())
         try:
             if text_data is None:
-                raise ProtocolError("bad-message")  # binary frames: no media via the server
+                raise ProtocolError(callcodes.BAD_MESSAGE)  # binary frames: no media via the server
             actions = self.room.on_frame(protocol.parse(text_data))
         except ProtocolError as refused:
             await self._send_error(refused.code)
