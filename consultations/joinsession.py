@@ -34,6 +34,7 @@ from django.http import HttpRequest, HttpResponse
 from consultations import permissions, services
 from consultations.models import MAX_GUESTS, MAX_VALIDITY, Appointment, Membership
 from consultations.services import GUEST, PATIENT
+from redconnect import callcodes
 
 SALT = "redconnect.join"
 ROLES = (Membership.Role.DOCTOR.value, PATIENT, GUEST)
@@ -185,8 +186,8 @@ class JoinCheck:
         return self.close_code is None
 
 
-NO_SESSION = 4001
-NOT_ALLOWED = 4003
+NO_SESSION = callcodes.CLOSE_NO_SESSION
+NOT_ALLOWED = callcodes.CLOSE_NOT_ALLOWED
 
 
 def check_join(join: JoinData | None, user) -> JoinCheck:

@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from consultations import permissions
+from consultations import permissions, signals
 from consultations.models import (
     MAX_GUESTS,
     MAX_VALIDITY,
@@ -290,16 +290,15 @@ def cancel_appointment(appointment: Appointment, now: datetime | None = None) ->
 
 
 def _end_old_joins(appointment: Appointment) -> None:
-    from signaling import presence
-
-    presence.codes_reissued(appointment.pk, appointment.codes_version)
+    """Announce the new codes; signaling ends the joins made with older ones."""
+    signals.codes_reissued.send(
+        sender=Appointment, appointment_id=appointment.pk, codes_version=appointment.codes_version
+    )
 
 
 def _close_live_connections(appointment: Appointment) -> None:
-    """Tell the signaling consumers of this appointment to close (4001)."""
-    from signaling import presence  # signaling depends on consultations, not the reverse
-
-    presence.close_appointment(appointment.pk)
+    """Announce the cancellation; signaling closes the appointment's live connections."""
+    signals.appointment_closed.send(sender=Appointment, appointment_id=appointment.pk)
 
 
 # --- Verify ---------------------------------------------------------------------------

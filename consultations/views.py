@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from consultations import joinsession, permissions, services
 from consultations.forms import JoinForm
 from consultations.models import Appointment, Membership
-from redconnect import ratelimit
+from redconnect import callcodes, ratelimit
 
 # A doctor who enters their code before logging in lands back on the join page after the
 # login; this short-lived signed cookie (appointment id only, no code) lets the join
@@ -149,6 +149,8 @@ def call(request: HttpRequest) -> HttpResponse:
         "display_name": join_data.display_name,
         "appointment": check.appointment,
         "ws_path": "/ws/call/",
+        # Close codes, error codes, message types for the JavaScript (one home, no copy).
+        "codes": callcodes.table(),
         # Relay-only ICE for a patient who asked for it, or whose practice's default it is.
         "relay_only": not join_data.is_doctor
         and (join_data.hide_ip or check.appointment.practice.hide_patient_ip),

@@ -45,6 +45,7 @@ from redis.exceptions import RedisError
 
 from board import live as board_live
 from consultations import joinsession, services
+from redconnect import callcodes
 from signaling import ice, presence, protocol, room
 from signaling.protocol import ProtocolError
 
@@ -54,7 +55,7 @@ logger = logging.getLogger("redconnect")
 LAYER_DOWN: tuple[type[BaseException], ...] = (RedisError,)
 # Like HTTP 503: a temporary condition, the page reconnects (not a final code). Daphne
 # lets an application send only 1000 or 3000-4999, so 1011/1013 are not available.
-CLOSE_TRY_AGAIN = 4503
+CLOSE_TRY_AGAIN = protocol.CLOSE_TRY_AGAIN
 
 
 def _timing(name: str, default: float) -> float:
@@ -289,7 +290,7 @@ class CallConsumer(AsyncWebsocketConsumer):
             await self._carry_out(self.room.welcome())
         try:
             if text_data is None:
-                raise ProtocolError("bad-message")  # binary frames: no media via the server
+                raise ProtocolError(callcodes.BAD_MESSAGE)  # binary frames: no media via the server
             message = protocol.parse(text_data)
             actions = self.room.on_frame(message)
         except ProtocolError as refused:

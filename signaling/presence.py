@@ -50,6 +50,16 @@ def codes_reissued(appointment_id, codes_version: int) -> None:
         logger.warning("could not notify live connections of re-issued codes")
 
 
+def on_appointment_closed(sender, appointment_id, **kwargs) -> None:
+    """Receiver of consultations.signals.appointment_closed (see SignalingConfig.ready)."""
+    close_appointment(appointment_id)
+
+
+def on_codes_reissued(sender, appointment_id, codes_version, **kwargs) -> None:
+    """Receiver of consultations.signals.codes_reissued (see SignalingConfig.ready)."""
+    codes_reissued(appointment_id, codes_version)
+
+
 # --- Who is connected -----------------------------------------------------------------
 #
 # The cache (Redis in production, shared by all server processes) holds, per appointment

@@ -15,17 +15,22 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
+from redconnect import callcodes
+
 MAX_FRAME_BYTES = 64 * 1024  # UTF-8 bytes of one text frame
 FLOOD_LIMIT = 100  # frames per connection …
 FLOOD_WINDOW = 10.0  # … within this many seconds, refused frames included
 
-CLOSE_NO_SESSION = 4001
-CLOSE_NOT_ALLOWED = 4003
-CLOSE_SUPERSEDED = 4009
-CLOSE_RATE_LIMIT = 4029
+# The close codes (defined in redconnect.callcodes), under the names the consumer, the
+# room and the tests use.
+CLOSE_NO_SESSION = callcodes.CLOSE_NO_SESSION
+CLOSE_NOT_ALLOWED = callcodes.CLOSE_NOT_ALLOWED
+CLOSE_SUPERSEDED = callcodes.CLOSE_SUPERSEDED
+CLOSE_RATE_LIMIT = callcodes.CLOSE_RATE_LIMIT
+CLOSE_TRY_AGAIN = callcodes.CLOSE_TRY_AGAIN
 
-CLIENT_TYPES = frozenset({"admit", "remove", "offer", "answer", "candidate", "bye"})
-RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})  # the only ones ever relayed
+CLIENT_TYPES = frozenset(callcodes.CLIENT_TYPES)
+RELAYED_TYPES = frozenset(callcodes.RELAYED_TYPES)  # the only ones ever relayed
 # RTCIceCandidateInit: the only fields relayed, with their allowed JSON types.
 CANDIDATE_FIELDS: dict[str, tuple[type, ...]] = {
     "candidate": (str,),
@@ -45,14 +50,14 @@ _FINGERPRINT = re.compile(
 _CRYPTO = re.compile(r"a=crypto:", re.IGNORECASE)
 
 ERROR_MESSAGES = {
-    "bad-message": _("The message could not be understood."),
-    "unknown-type": _("This kind of message is not supported."),
-    "too-large": _("The message is too large."),
-    "not-admitted": _("The doctor has not admitted the patient yet."),
-    "forbidden": _("This action is not allowed for your role."),
-    "nobody-waiting": _("Nobody is waiting to be admitted."),
-    "no-such-participant": _("This participant is not in the call."),
-    "insecure-sdp": _("The connection offer lacks the required encryption."),
+    callcodes.BAD_MESSAGE: _("The message could not be understood."),
+    callcodes.UNKNOWN_TYPE: _("This kind of message is not supported."),
+    callcodes.TOO_LARGE: _("The message is too large."),
+    callcodes.NOT_ADMITTED: _("The doctor has not admitted the patient yet."),
+    callcodes.FORBIDDEN: _("This action is not allowed for your role."),
+    callcodes.NOBODY_WAITING: _("Nobody is waiting to be admitted."),
+    callcodes.NO_SUCH_PARTICIPANT: _("This participant is not in the call."),
+    callcodes.INSECURE_SDP: _("The connection offer lacks the required encryption."),
 }
 
 
@@ -83,7 +88,7 @@ def check_size(text: str) -> None:
     if len(text) > MAX_FRAME_BYTES or (
         len(text) * 4 > MAX_FRAME_BYTES and len(text.encode("utf-8")) > MAX_FRAME_BYTES
     ):
-        raise ProtocolError("too-large")
+        raise ProtocolError(callcodes.TOO_LARGE)
 
 
 def parse(text: str) -> Message:
@@ -92,12 +97,12 @@ def parse(text: str) -> Message:
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):
-        raise ProtocolError("bad-message") from None
+        raise ProtocolError(callcodes.BAD_MESSAGE) from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise ProtocolError("bad-message")
+        raise ProtocolError(callcodes.BAD_MESSAGE)
     kind = frame["type"]
     if kind not in CLIENT_TYPES:
-        raise ProtocolError("unknown-type")
+        raise ProtocolError(callcodes.UNKNOWN_TYPE)
     if kind in RELAYED_TYPES:
         to = _optional_id(frame, "to")
         if kind == "candidate":
@@ -105,7 +110,7 @@ def parse(text: str) -> Message:
         return Message(kind, {"type": kind, "sdp": _sdp_of(frame)}, to=to)
     if kind == "remove":
         if "id" not in frame:
-            raise ProtocolError("bad-message")
+            raise ProtocolError(callcodes.BAD_MESSAGE)
         return Message(kind, {"type": kind}, id=_optional_id(frame, "id"))
     if kind == "admit":
         return Message(kind, {"type": kind}, id=_optional_id(frame, "id"))
@@ -118,33 +123,33 @@ def _optional_id(frame: dict, field: str) -> str | None:
         return None
     value = frame[field]
     if not isinstance(value, str) or len(value) > 64:
-        raise ProtocolError("bad-message")
+        raise ProtocolError(callcodes.BAD_MESSAGE)
     return value
 
 
 def _sdp_of(frame: dict) -> str:
     sdp = frame.get("sdp")
     if not isinstance(sdp, str) or not sdp:
-        raise ProtocolError("bad-message")
+        raise ProtocolError(callcodes.BAD_MESSAGE)
     return sdp
 
 
 def _candidate_of(frame: dict) -> dict | None:
     """The candidate with only the RTCIceCandidateInit fields; None ends the candidates."""
     if "candidate" not in frame:
-        raise ProtocolError("bad-message")
+        raise ProtocolError(callcodes.BAD_MESSAGE)
     candidate = frame["candidate"]
     if candidate is None:
         return None
     if not isinstance(candidate, dict) or not isinstance(candidate.get("candidate"), str):
-        raise ProtocolError("bad-message")
+        raise ProtocolError(callcodes.BAD_MESSAGE)
     relayed = {}
     for field, types in CANDIDATE_FIELDS.items():
         if field in candidate:
             value = candidate[field]
             # bool is an int in Python, but not an sdpMLineIndex.
             if not isinstance(value, types) or isinstance(value, bool):
-                raise ProtocolError("bad-message")
+                raise ProtocolError(callcodes.BAD_MESSAGE)
             relayed[field] = value
     return relayed
 
@@ -154,7 +159,7 @@ def check_content(message: Message) -> None:
     if message.type in ("offer", "answer"):
         sdp = message.data["sdp"]
         if _CRYPTO.search(sdp) or not _fingerprints_consistent(sdp):
-            raise ProtocolError("insecure-sdp")
+            raise ProtocolError(callcodes.INSECURE_SDP)
 
 
 def _fingerprints_consistent(sdp: str) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redconnect import callcodes
 from signaling import protocol
 from signaling.protocol import ProtocolError
 
@@ -425,17 +426,17 @@ class Room:
             return self._bye()
         if message.type in protocol.RELAYED_TYPES:
             return self._relay(message)
-        raise ProtocolError("unknown-type")
+        raise ProtocolError(callcodes.UNKNOWN_TYPE)
 
     def _admit(self, member_id: str | None) -> list[Action]:
         if not self.is_doctor:
-            raise ProtocolError("forbidden")
+            raise ProtocolError(callcodes.FORBIDDEN)
         if member_id is None:
             target = self.of_role(PATIENT)
         else:
             target = self.by_id(member_id)
         if target is None or target.admitted:
-            raise ProtocolError("nobody-waiting")
+            raise ProtocolError(callcodes.NOBODY_WAITING)
         target.admitted, target.said_bye = True, False
         target.order = self._next_order()
         self.me.admitted, self.me.said_bye = True, False
@@ -457,10 +458,10 @@ class Room:
 
     def _remove(self, member_id: str | None) -> list[Action]:
         if not self.is_doctor:
-            raise ProtocolError("forbidden")
+            raise ProtocolError(callcodes.FORBIDDEN)
         target = self.by_id(member_id) if member_id is not None else None
         if target is None or not target.admitted:
-            raise ProtocolError("no-such-participant")
+            raise ProtocolError(callcodes.NO_SUCH_PARTICIPANT)
         target.admitted = False
         return [
             Deliver(target.channel, self._event("call.remove")),
@@ -482,18 +483,18 @@ class Room:
 
     def _relay(self, message: protocol.Message) -> list[Action]:
         if not self.me.admitted:
-            raise ProtocolError("not-admitted")
+            raise ProtocolError(callcodes.NOT_ADMITTED)
         if message.to is None:
             target = self._peer()
             if self.is_doctor and (target is None or not target.admitted):
-                raise ProtocolError("not-admitted")
+                raise ProtocolError(callcodes.NOT_ADMITTED)
             protocol.check_content(message)
             if target is None or not target.admitted:
                 return []  # the doctor is away: nobody to relay to, nothing to complain about
         else:
             target = self.by_id(message.to)
             if target is None or not target.admitted:
-                raise ProtocolError("no-such-participant")
+                raise ProtocolError(callcodes.NO_SUCH_PARTICIPANT)
             protocol.check_content(message)
         text = protocol.encode({**message.data, "from": self.me.id})
         return [Deliver(target.channel, self._event("call.relay", text=text))]

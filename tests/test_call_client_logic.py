@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from redconnect import callcodes
 from tests.support.deployment import require_tool
 
 JS_DIR = Path(__file__).resolve().parent.parent / "static" / "js"
@@ -125,11 +127,21 @@ def test_no_safety_code_before_dtls_is_connected_or_without_a_certificate():
     assert safety_code(DOCTOR, None) is None
 
 
-def reconnect_delays(code: int, attempts: int = 8) -> list[int]:
+def page_stub(codes: dict | None = None) -> str:
+    """JS that stands in for the call page: `window`, and the #rc-codes element the
+    template renders with json_script (the Python table unless `codes` is given)."""
+    table = json.dumps(json.dumps(callcodes.table() if codes is None else codes))
+    return (
+        "globalThis.window = {addEventListener() {}, location: {protocol: 'http:', host: 'x'}};"
+        "globalThis.document = {getElementById: (id) =>"
+        f" id === 'rc-codes' ? {{textContent: {table}}} : null}};"
+    )
+
+
+def reconnect_delays(code: int, attempts: int = 8, codes: dict | None = None) -> list[int]:
     """The call page's reconnect delays (ms) after `attempts` closes with `code`."""
     return run_module(
-        "globalThis.window = {addEventListener() {}, location: {protocol: 'http:', host: 'x'}};"
-        f"const {{ Signaling }} = await import('{JS_DIR / 'signaling.js'}');"
+        page_stub(codes) + f"const {{ Signaling }} = await import('{JS_DIR / 'signaling.js'}');"
         "const s = new Signaling('/ws/call/');"
         f"const delays = Array.from({{length: {attempts}}}, () => s.nextDelay({code}));"
         "console.log(JSON.stringify(delays));"
@@ -145,6 +157,59 @@ def test_try_again_close_keeps_polling_within_2_seconds():
     """4503 (Redis down): signaling must be back within seconds of Redis returning."""
     delays = reconnect_delays(4503)
     assert max(delays) <= 2_500
+
+
+def test_signaling_exports_exactly_the_python_table():
+    """signaling.js takes every close code, error code and message type from #rc-codes."""
+    exported = run_module(
+        page_stub() + f"const m = await import('{JS_DIR / 'signaling.js'}');"
+        "console.log(JSON.stringify({codes: m.CODES, close: [m.CLOSE_EXPIRED,"
+        " m.CLOSE_FORBIDDEN, m.CLOSE_SUPERSEDED, m.CLOSE_RATE_LIMITED, m.CLOSE_TRY_AGAIN]}));"
+    )
+    assert exported["codes"] == callcodes.table()
+    assert exported["close"] == [
+        callcodes.CLOSE_NO_SESSION,
+        callcodes.CLOSE_NOT_ALLOWED,
+        callcodes.CLOSE_SUPERSEDED,
+        callcodes.CLOSE_RATE_LIMIT,
+        callcodes.CLOSE_TRY_AGAIN,
+    ]
+
+
+def test_signaling_reads_the_codes_from_the_handed_table_not_a_literal():
+    """Hand other numbers: the reconnect logic follows them, so no literal is left."""
+    table = callcodes.table()
+    moved = {**table, "close": {**table["close"], "TRY_AGAIN": 4777, "RATE_LIMIT": 4778}}
+    assert max(reconnect_delays(4777, codes=moved)) <= 2_500  # "try again" polls briefly
+    assert reconnect_delays(4778, attempts=1, codes=moved) == [11_000]  # rate-limit wait
+    # ... and the real numbers are ordinary closes now (back-off up to 8 s).
+    assert max(reconnect_delays(callcodes.CLOSE_TRY_AGAIN, codes=moved)) > 2_500
+
+
+def test_signaling_refuses_to_start_without_the_table():
+    result = subprocess.run(
+        [
+            require_tool("node"),
+            "--input-type=module",
+            "-e",
+            page_stub().replace("id === 'rc-codes'", "id === 'elsewhere'")
+            + f"await import('{JS_DIR / 'signaling.js'}');",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and "rc-codes" in result.stderr
+
+
+def test_no_protocol_code_is_typed_in_the_javascript():
+    """Close codes and error codes appear in static/js code only as names of the table
+    (comments may mention them)."""
+    literals = [*map(str, callcodes.CLOSE_CODES.values()), *callcodes.ERROR_CODES]
+    for module in JS_DIR.glob("*.js"):
+        source = re.sub(r"/\*.*?\*/|//[^\n]*", "", module.read_text(encoding="utf-8"), flags=re.S)
+        for literal in literals:
+            assert literal not in source, f"{module.name} re-types {literal}"
 
 
 # --- mesh.js: who offers to whom ------------------------------------------------------

@@ -6,12 +6,15 @@ these checks are static and fast, and run on both database profiles.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import polib
 import pytest
 from django.conf import settings
+
+from redconnect import callcodes
 
 ROOT = Path(settings.BASE_DIR)
 JS_DIR = ROOT / "static" / "js"
@@ -70,14 +73,23 @@ def test_call_page_carries_the_markers_the_compliance_check_reads(client, issued
 def test_call_page_loads_catalogue_then_module_with_integrity_and_nothing_inline(client, issued):
     html = call_page(client, issued)
     scripts = re.findall(r"<script[^>]*>", html)
-    assert scripts[0] == '<script src="/jsi18n/">'
+    # The protocol table is data (JSON, never executed), not inline script.
+    assert scripts[0] == '<script id="rc-codes" type="application/json">'
+    assert scripts[1] == '<script src="/jsi18n/">'
     assert re.fullmatch(
-        r'<script type="module" src="/static/js/call\.js" integrity="sha384-[^"]+">', scripts[1]
+        r'<script type="module" src="/static/js/call\.js" integrity="sha384-[^"]+">', scripts[2]
     )
-    assert len(scripts) == 2
+    assert len(scripts) == 3
     assert "<style" not in html
     assert not re.search(r"\sstyle=", html)
     assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
+
+
+def test_call_page_hands_the_javascript_exactly_the_python_code_table(client, issued):
+    html = call_page(client, issued)
+    found = re.search(r'<script id="rc-codes" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None
+    assert json.loads(found.group(1)) == callcodes.table()
 
 
 def test_patient_name_is_escaped_on_the_call_page(client, issued):

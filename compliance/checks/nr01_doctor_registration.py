@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy
 from compliance.probes import BoardStartObservations, ConnectPhase, HttpObservations
 from compliance.registry import Finding, Requirement, check
 from consultations.models import Appointment, Membership
+from redconnect import callcodes
 
 REQUIREMENT = Requirement(
     1,
@@ -119,17 +120,19 @@ def own_doctor_joins(http: HttpObservations) -> Finding:
 )
 def socket_requires_join(connect: ConnectPhase) -> Finding:
     code = connect.no_session_close
-    if code == 4001:
+    expected = callcodes.CLOSE_NO_SESSION
+    if code == expected:
         return Finding.passed(
-            _("A WebSocket connection without a join session is closed with 4001.")
+            _("A WebSocket connection without a join session is closed with %(code)s.")
+            % {"code": expected}
         )
     if code is not None:
         return Finding.warned(
             _(
                 "A WebSocket connection without a join session is closed, but with code "
-                "%(code)s instead of 4001."
+                "%(code)s instead of %(expected)s."
             )
-            % {"code": code}
+            % {"code": code, "expected": expected}
         )
     return Finding.failed(_("A WebSocket connection without a join session stays open."))
 

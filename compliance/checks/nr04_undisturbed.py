@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy
 
 from compliance.probes import CALL_SIGNALING, ConnectPhase, GuestWaitingPhase, SupersedePhase
 from compliance.registry import Finding, Requirement, check
+from redconnect import callcodes
 
 REQUIREMENT = Requirement(
     4,
@@ -37,7 +38,7 @@ def admission_by_doctor(connect: ConnectPhase) -> Finding:
     early_code = early.get("code") if early else None
     relayed = [m for m in connect.doctor_got_before_admit if m.get("type") == "offer"]
     waiting = connect.patient_waiting
-    if waiting is None or early_code != "not-admitted" or relayed or not connect.admitted:
+    if waiting is None or early_code != callcodes.NOT_ADMITTED or relayed or not connect.admitted:
         return Finding.failed(
             _(
                 "Admission is not enforced: waiting=%(waiting)s, offer before admission → "
@@ -64,7 +65,7 @@ def admission_by_doctor(connect: ConnectPhase) -> Finding:
 )
 def one_doctor_one_patient(supersede: SupersedePhase) -> Finding:
     close_code = supersede.first_patient_close
-    if close_code != 4009 or supersede.second_patient_welcome is None:
+    if close_code != callcodes.CLOSE_SUPERSEDED or supersede.second_patient_welcome is None:
         return Finding.failed(
             _(
                 "A second patient connection did not replace the first (first connection: "
@@ -74,9 +75,10 @@ def one_doctor_one_patient(supersede: SupersedePhase) -> Finding:
         )
     return Finding.passed(
         _(
-            "A second patient connection replaced the first, which was closed with 4009: "
-            "never more than one doctor and one patient in a call."
+            "A second patient connection replaced the first, which was closed with "
+            "%(code)s: never more than one doctor and one patient in a call."
         )
+        % {"code": callcodes.CLOSE_SUPERSEDED}
     )
 
 

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy
 from compliance import regions
 from compliance.probes import MeshPhase, RefusalPhase, RelayPhase
 from compliance.registry import Finding, Requirement, Status, check
+from redconnect import callcodes
 
 REQUIREMENT = Requirement(
     5,
@@ -47,7 +48,7 @@ def relays_signaling_only(relay: RelayPhase, refusals: RefusalPhase) -> Finding:
             _("The signaling relay did not pass offer, answer and candidate (got: %(types)s).")
             % {"types": ", ".join(relay.relayed) or "—"}
         )
-    if leaked or media.error != "unknown-type" or record.error != "unknown-type":
+    if leaked or media.error != callcodes.UNKNOWN_TYPE or record.error != callcodes.UNKNOWN_TYPE:
         return Finding.failed(
             _(
                 "Message types other than signaling were not refused (media: %(media)s, "

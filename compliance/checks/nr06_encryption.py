@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy
 from compliance import bsi, tlsscan
 from compliance.probes import RefusalPhase, RelayPhase
 from compliance.registry import Finding, Requirement, check
+from redconnect import callcodes
 
 MIN_HSTS_SECONDS = 180 * 24 * 3600
 
@@ -40,7 +41,7 @@ REQUIREMENT = Requirement(
 def sdp_requires_dtls(relay: RelayPhase, refusals: RefusalPhase) -> Finding:
     problems = []
     for name, result in (("fingerprint", refusals.sdp_no_fingerprint), ("sdes", refusals.sdp_sdes)):
-        if result.error != "insecure-sdp" or result.leaked:
+        if result.error != callcodes.INSECURE_SDP or result.leaked:
             problems.append(f"{name}: {result.error}, relayed {len(result.leaked)}")
     if problems:
         return Finding.failed(

@@ -30,7 +30,9 @@ import {
   CLOSE_FORBIDDEN,
   CLOSE_RATE_LIMITED,
   CLOSE_SUPERSEDED,
+  ERRORS,
   Signaling,
+  TYPES,
 } from "./signaling.js";
 import { TileGrid, WaitingList, levelLabel } from "./tiles.js";
 import { CallUI, t } from "./ui.js";
@@ -165,39 +167,39 @@ function onSignalingState({ state: socketState, code }) {
 
 function onMessage(message) {
   switch (message.type) {
-    case "welcome":
+    case TYPES.WELCOME:
       onWelcome(message);
       break;
-    case "waiting":
+    case TYPES.WAITING:
       onWaiting();
       break;
-    case "peer-waiting":
+    case TYPES.PEER_WAITING:
       onPeerWaiting(message);
       break;
-    case "admitted":
+    case TYPES.ADMITTED:
       onAdmitted(message);
       break;
-    case "participant-joined":
+    case TYPES.PARTICIPANT_JOINED:
       onParticipantJoined(message);
       break;
-    case "participant-left":
+    case TYPES.PARTICIPANT_LEFT:
       onParticipantLeft(idOf(message, "id", ""));
       break;
-    case "peer-left":
+    case TYPES.PEER_LEFT:
       // Servers with ids also send participant-left, which is what we act on.
       if (state.legacy) onParticipantLeft(defaultPeerId());
       break;
-    case "offer":
-    case "answer":
-    case "candidate":
+    case TYPES.OFFER:
+    case TYPES.ANSWER:
+    case TYPES.CANDIDATE:
       enqueue(() => onPeerSignal(message));
       break;
-    case "notice":
+    case TYPES.NOTICE:
       // A short text from the practice (board), only while waiting; shown, never stored.
       ui.setText("notice", typeof message.text === "string" ? message.text.slice(0, 200) : "");
       ui.setHidden("notice", !message.text);
       break;
-    case "error":
+    case TYPES.ERROR:
       onServerError(message);
       break;
     default:
@@ -272,7 +274,7 @@ function onPeerWaiting(message) {
 }
 
 function admit(id) {
-  const message = state.legacy ? { type: "admit" } : { type: "admit", id };
+  const message = state.legacy ? { type: TYPES.ADMIT } : { type: TYPES.ADMIT, id };
   return state.signaling.send(message);
 }
 
@@ -385,9 +387,9 @@ function leftMessage(person, hungUp) {
 function onServerError(message) {
   // Never log message content: codes only.
   console.warn("server refused a message:", message.code);
-  if (message.code === "insecure-sdp") {
+  if (message.code === ERRORS.INSECURE_SDP) {
     ui.showStatus(gettext("The connection could not be encrypted and was refused."), "error");
-  } else if (message.code === "nobody-waiting") {
+  } else if (message.code === ERRORS.NOBODY_WAITING) {
     waitingList.enableAll();
   }
 }
@@ -401,7 +403,7 @@ function enqueue(task) {
 async function onPeerSignal(message) {
   const from = idOf(message, "from", defaultPeerId());
   let entry = state.peers.get(from);
-  if (message.type === "candidate") {
+  if (message.type === TYPES.CANDIDATE) {
     if (entry) await entry.peer.addCandidate(message.candidate);
     return;
   }
@@ -414,7 +416,7 @@ async function onPeerSignal(message) {
     const weOffered = entry.weOffered;
     closePeer(from);
     entry = null;
-    if (message.type === "answer") {
+    if (message.type === TYPES.ANSWER) {
       if (weOffered) createPeer(from, { weOffered: true });
       return;
     }
@@ -801,7 +803,7 @@ function onTileClick(event) {
   const button = event.target.closest('[data-action="remove"]');
   if (!button || !isDoctor || state.legacy) return;
   const tile = button.closest("[data-tile]");
-  button.disabled = state.signaling.send({ type: "remove", id: tile.dataset.participantId });
+  button.disabled = state.signaling.send({ type: TYPES.REMOVE, id: tile.dataset.participantId });
 }
 
 async function hangUp() {
@@ -809,7 +811,7 @@ async function hangUp() {
     // Give the data channels a moment to deliver the goodbye before closing.
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  if (state.signaling) state.signaling.send({ type: "bye" });
+  if (state.signaling) state.signaling.send({ type: TYPES.BYE });
   finish(gettext("You have ended the call."));
 }
 

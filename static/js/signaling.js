@@ -3,17 +3,23 @@
 // The server only brokers the connection: it relays offer/answer/candidate between the
 // two admitted participants. Media never passes through it, so a lost WebSocket does
 // not end a running call — we simply reconnect with exponential back-off.
-// Close codes 4001 (code expired/cancelled), 4003 (not allowed) and 4009 (superseded by
-// another window) are final: reconnecting could not help, the page explains instead.
+// The protocol's close codes, error codes and message types have one home on the server
+// (redconnect/callcodes.py); the call page hands them in as JSON (#rc-codes) so that
+// they are never typed twice. Close codes "final" (no valid session, not allowed,
+// superseded by another window) end the call: reconnecting could not help, the page
+// explains instead.
+export const CODES = readCodes();
+export const ERRORS = CODES.error;
+export const TYPES = CODES.type;
 
-export const CLOSE_EXPIRED = 4001;
-export const CLOSE_FORBIDDEN = 4003;
-export const CLOSE_SUPERSEDED = 4009;
-export const CLOSE_RATE_LIMITED = 4029;
+export const CLOSE_EXPIRED = CODES.close.NO_SESSION;
+export const CLOSE_FORBIDDEN = CODES.close.NOT_ALLOWED;
+export const CLOSE_SUPERSEDED = CODES.close.SUPERSEDED;
+export const CLOSE_RATE_LIMITED = CODES.close.RATE_LIMIT;
 // The server is up but its channel layer (Redis) is not: it asks us to try again soon.
-export const CLOSE_TRY_AGAIN = 4503;
+export const CLOSE_TRY_AGAIN = CODES.close.TRY_AGAIN;
 
-const FINAL_CODES = new Set([CLOSE_EXPIRED, CLOSE_FORBIDDEN, CLOSE_SUPERSEDED]);
+const FINAL_CODES = new Set(CODES.final);
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 8000;
 // After a rate-limit close the server's window is 10 s; wait it out before retrying.
@@ -21,6 +27,13 @@ const RATE_LIMIT_DELAY_MS = 11000;
 // While the server answers "try again", keep polling briefly so that signaling is back
 // within seconds of Redis returning, however long the outage lasted.
 const TRY_AGAIN_MAX_DELAY_MS = 2000;
+
+/** The table the page rendered with json_script; without it the page cannot work. */
+function readCodes() {
+  const element = globalThis.document?.getElementById("rc-codes");
+  if (!element) throw new Error("the call page lacks the protocol table #rc-codes");
+  return JSON.parse(element.textContent);
+}
 
 /** The WebSocket URL (ws or wss) of a path on the page's own origin, never another. */
 function socketUrl(path) {
@@ -71,7 +84,7 @@ export class Signaling extends EventTarget {
     if (!message || typeof message.type !== "string") return;
     // A welcome proves the session is accepted: only now reset the back-off, so a
     // server that accepts and closes at once cannot make us reconnect in a tight loop.
-    if (message.type === "welcome") this.attempt = 0;
+    if (message.type === TYPES.WELCOME) this.attempt = 0;
     this.dispatchEvent(new CustomEvent("message", { detail: message }));
   }
 
