@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from live import ServeProcess, embedded_env, manage, manage_json  # noqa: E402
 from testservices import RedisServer, free_port  # noqa: E402

@@ -37,7 +37,7 @@ from _common import (
     print_table,
     write_results,
 )
-from browser import CHROMIUM, CHROMIUM_ARGS  # tests/, on sys.path via _common
+from browser import CHROMIUM, CHROMIUM_ARGS  # tests/support/, on sys.path via _common
 
 VERBOSE = "--verbose" in sys.argv
 
