@@ -16,9 +16,10 @@ from django.utils import timezone
 from board import access, live, services
 from board.status import Tracker
 from consultations.models import Appointment
+from redconnect import callcodes
 from signaling import presence, protocol
 
-NOT_ALLOWED = 4003
+NOT_ALLOWED = callcodes.CLOSE_NOT_ALLOWED
 
 
 @database_sync_to_async

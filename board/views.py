@@ -24,6 +24,7 @@ from board.routing import WS_PATH
 from board.status import LABELS, NOTES, Status
 from consultations import services
 from consultations.models import Appointment
+from redconnect import callcodes
 
 
 @never_cache
@@ -55,6 +56,7 @@ def _render_board(request: HttpRequest, status: int = 200) -> HttpResponse:
         "presets": [str(text) for text in PRESET_NOTICES],
         "notice_max": live.NOTICE_MAX_LENGTH,
         "ws_path": WS_PATH,
+        "codes": callcodes.table(),  # close codes for board.js, defined once
     }
     return render(request, "board/board.html", context, status=status)
 

@@ -14,7 +14,7 @@ from redconnect import callcodes
 from signaling import protocol
 
 ROOT = Path(settings.BASE_DIR)
-SERVER_PACKAGES = ("consultations", "signaling", "compliance", "redconnect")
+SERVER_PACKAGES = ("consultations", "signaling", "compliance", "redconnect", "board")
 HOME = ROOT / "redconnect" / "callcodes.py"
 
 

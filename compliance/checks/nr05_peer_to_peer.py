@@ -114,13 +114,16 @@ def turn_relays_in_eu() -> Finding:
 )
 def mesh_relays_only_between_admitted(mesh: MeshPhase) -> Finding:
     refusals = {
-        _("to a waiting guest"): (mesh.to_waiting_guest, "no-such-participant"),
+        _("to a waiting guest"): (mesh.to_waiting_guest, callcodes.NO_SUCH_PARTICIPANT),
         _("from the patient to a waiting guest"): (
             mesh.from_patient_to_waiting,
-            "no-such-participant",
+            callcodes.NO_SUCH_PARTICIPANT,
         ),
-        _("to another appointment's doctor"): (mesh.to_other_appointment, "no-such-participant"),
-        _("from a waiting guest"): (mesh.from_waiting_guest, "not-admitted"),
+        _("to another appointment's doctor"): (
+            mesh.to_other_appointment,
+            callcodes.NO_SUCH_PARTICIPANT,
+        ),
+        _("from a waiting guest"): (mesh.from_waiting_guest, callcodes.NOT_ADMITTED),
     }
     wrong = [
         f"{what}: {refusal.error or '—'}" + (f" ({len(refusal.leaked)})" if refusal.leaked else "")

@@ -5,6 +5,8 @@
 // the waiting minutes count on locally. Labels come translated in data-label-* attributes.
 
 const root = document.querySelector("[data-board]");
+// Close codes as the server defines them (redconnect/callcodes.py), handed in by the page.
+const CLOSE = JSON.parse(document.getElementById("rc-codes").textContent).close;
 const rows = new Map(
   Array.from(root.querySelectorAll("tr[data-appointment]"), (row) => [row.dataset.appointment, row]),
 );
@@ -84,7 +86,7 @@ function connect() {
   socket.addEventListener("message", onMessage);
   socket.addEventListener("close", (event) => {
     root.dataset.wsState = "closed";
-    if (event.code === 4003) return; // logged out or no longer a member: reloading shows why
+    if (event.code === CLOSE.NOT_ALLOWED) return; // logged out or no longer a member: reloading shows why
     const note = root.querySelector('[data-role="live-note"]');
     note.textContent = label("offline");
     note.hidden = false;
