@@ -9,13 +9,11 @@ of the board in tests/e2e/test_board.py.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import DEMO_PASSWORD
-from tests.e2e.test_call import fill_join_form, open_participant, pass_device_check
+from tests.e2e.test_call import fill_join_form, log_in, open_participant, pass_device_check
 from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
@@ -72,14 +70,6 @@ def assert_accessible(page, what: str) -> None:
         f"[{v['impact']}] {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"])
         for v in blocking
     )
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/admin/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", DEMO_PASSWORD)
-    page.locator("input[type=submit]").click()
-    page.wait_for_url(re.compile(r"/admin/$"))
 
 
 @pytest.fixture(scope="module")

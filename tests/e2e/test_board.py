@@ -19,7 +19,7 @@ import zxingcpp
 from PIL import Image
 
 from tests.e2e.conftest import DEMO_PASSWORD
-from tests.e2e.test_call import fill_join_form, open_participant, pass_device_check
+from tests.e2e.test_call import fill_join_form, log_in, open_participant, pass_device_check
 from tests.support.live import ServeProcess, embedded_env, manage, manage_json
 
 pytestmark = pytest.mark.e2e
@@ -28,14 +28,6 @@ PATIENT_NAME = "Erika Mustermann"
 PRESET = "Die Sprechstunde beginnt in etwa 10 Minuten."
 FREE_TEXT = "Bitte noch kurz Geduld – Frau Doktor telefoniert."
 ADDRESS = "erika.mustermann@example.org"
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/admin/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", DEMO_PASSWORD)
-    page.locator("input[type=submit]").click()
-    page.wait_for_url(re.compile(r"/admin/$"))
 
 
 def open_board(page) -> None:

@@ -115,6 +115,15 @@ def open_participant(browser, base_url: str) -> Participant:
     return participant
 
 
+def log_in(page, username: str) -> None:
+    """Log in at /admin/login/ with the demo password (2FA is optional on http)."""
+    page.goto("/admin/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.locator("input[type=submit]").click()
+    page.wait_for_url(re.compile(r"/admin/"))
+
+
 def fill_join_form(page, code: str, name: str = "") -> None:
     page.goto("/")
     form = page.locator("form.join-form")
@@ -173,11 +182,7 @@ def call(live_site, browser):
     patient.wait_state("ws-state", "^open$")
     patient.page.locator('[data-view="waiting"]').wait_for(state="visible")
 
-    doctor.page.goto("/admin/login/")
-    doctor.page.fill("input[name=username]", seed["doctor"]["username"])
-    doctor.page.fill("input[name=password]", DEMO_PASSWORD)
-    doctor.page.locator("input[type=submit]").click()
-    doctor.page.wait_for_url(re.compile(r"/admin/"))
+    log_in(doctor.page, seed["doctor"]["username"])
     fill_join_form(doctor.page, appointment["doctor_code"])
     pass_device_check(doctor)
 

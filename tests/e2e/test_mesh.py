@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import DEMO_PASSWORD
 from tests.e2e.test_call import (
     TIMEOUT_MS,
     Participant,
     fill_join_form,
+    log_in,
     open_participant,
     pass_device_check,
 )
@@ -139,11 +139,7 @@ def mesh(live_site, browser):
         person.wait_state("ws-state", "^open$")
         person.page.locator('[data-view="waiting"]').wait_for(state="visible")
 
-    doctor.page.goto("/admin/login/")
-    doctor.page.fill("input[name=username]", seed["doctor"]["username"])
-    doctor.page.fill("input[name=password]", DEMO_PASSWORD)
-    doctor.page.locator("input[type=submit]").click()
-    doctor.page.wait_for_url(re.compile(r"/admin/"))
+    log_in(doctor.page, seed["doctor"]["username"])
     fill_join_form(doctor.page, appointment["doctor_code"])
     pass_device_check(doctor)
 

@@ -10,14 +10,13 @@ each side's remote certificate must be the other side's local one.
 from __future__ import annotations
 
 import hashlib
-import re
 
 import pytest
 
 from tests.e2e.test_call import (
-    DEMO_PASSWORD,
     PATIENT_NAME,
     fill_join_form,
+    log_in,
     open_participant,
     pass_device_check,
 )
@@ -101,11 +100,7 @@ def tampered_call(live_site, browser):
     fill_join_form(patient.page, appointment["patient_code"], PATIENT_NAME)
     pass_device_check(patient)
     patient.page.locator('[data-view="waiting"]').wait_for(state="visible")
-    doctor.page.goto("/admin/login/")
-    doctor.page.fill("input[name=username]", seed["doctor"]["username"])
-    doctor.page.fill("input[name=password]", DEMO_PASSWORD)
-    doctor.page.locator("input[type=submit]").click()
-    doctor.page.wait_for_url(re.compile(r"/admin/"))
+    log_in(doctor.page, seed["doctor"]["username"])
     fill_join_form(doctor.page, appointment["doctor_code"])
     pass_device_check(doctor)
     doctor.page.locator('[data-role="admit-box"]').wait_for(state="visible")
