@@ -195,27 +195,30 @@ class Lab:
         self.close()
 
     def ip(self, role: str, *args: str) -> str:
-        return run("ip", "-n", self.ns[role], *args)
+        return run(*self.exec_args(role), "ip", *args)
 
     def exec_args(self, role: str) -> list[str]:
-        return ["ip", "netns", "exec", self.ns[role]]
+        # nsenter, not `ip netns exec`/`ip -n`: those also remount / and /sys, which fails
+        # where / is no mount point (the fresh-machine chroot of CI). Only the network
+        # namespace is needed here.
+        return ["nsenter", f"--net=/run/netns/{self.ns[role]}"]
 
     def sh(self, role: str, *args: str, check: bool = True, input: str | None = None) -> str:
         return run(*self.exec_args(role), *args, check=check, input=input)
 
     def veth(self, a: str, a_name: str, a_addr: str, b: str, b_name: str, b_addr: str) -> None:
-        run("ip", "-n", self.ns[a], "link", "add", a_name, "type", "veth",
-            "peer", "name", b_name, "netns", self.ns[b])  # fmt: skip
+        self.ip(a, "link", "add", a_name, "type", "veth",
+                "peer", "name", b_name, "netns", self.ns[b])  # fmt: skip
         self.ip(a, "addr", "add", a_addr, "dev", a_name)
         self.ip(b, "addr", "add", b_addr, "dev", b_name)
         self.ip(a, "link", "set", a_name, "up")
         self.ip(b, "link", "set", b_name, "up")
 
     def build(self) -> None:
-        for name in self.ns.values():
+        for role, name in self.ns.items():
             run("ip", "netns", "add", name)
             self.created.append(name)
-            run("ip", "-n", name, "link", "set", "lo", "up")
+            self.ip(role, "link", "set", "lo", "up")
         # The server's address sits on the internet namespace's loopback (no dummy module
         # needed); the NAT routers reach it through their veth.
         self.ip("internet", "addr", "add", f"{SERVER_IP}/32", "dev", "lo")
@@ -424,12 +427,13 @@ table ip cut {{
     def chromium_wrapper(self, role: str) -> str:
         """A script for playwright's executable_path that starts Chromium inside `role`.
 
-        Playwright talks to Chromium over inherited pipes, which `ip netns exec` keeps.
+        Playwright talks to Chromium over inherited pipes, which nsenter keeps.
         """
         from tests.support.browser import CHROMIUM
 
         path = self.workdir / f"chromium-{role}.sh"
-        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.ns[role]} {CHROMIUM} "$@"\n')
+        enter = " ".join(self.exec_args(role))
+        path.write_text(f'#!/bin/sh\nexec {enter} {CHROMIUM} "$@"\n')
         path.chmod(stat.S_IRWXU)
         return str(path)
 
