@@ -12,6 +12,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views import defaults
 
+from redconnect import ratelimit
+
 request_log = logging.getLogger("redconnect.requests")
 logger = logging.getLogger("redconnect")
 
@@ -36,6 +38,24 @@ class RequestLogMiddleware:
             (time.monotonic() - started) * 1000,
         )
         return response
+
+
+class ForwardedProtoMiddleware:
+    """Believe `X-Forwarded-Proto` only from a trusted proxy (TRUSTED_PROXIES).
+
+    Django's SECURE_PROXY_SSL_HEADER believes it from any peer; a client that reaches a
+    server process directly could otherwise make a plain-http request count as https
+    (no redirect, secure cookies over http). Outermost, before anything reads
+    `request.is_secure()`.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not ratelimit.from_trusted_proxy(request):
+            request.META.pop("HTTP_X_FORWARDED_PROTO", None)
+        return self.get_response(request)
 
 
 class PermissionsPolicyMiddleware:

@@ -75,12 +75,17 @@ def _trusted(address) -> bool:
     )
 
 
+def from_trusted_proxy(request: HttpRequest) -> bool:
+    """Whether the direct peer is a proxy whose forwarded headers we believe."""
+    return settings.PROXY_HEADERS and _trusted(_address(request.META.get("REMOTE_ADDR") or ""))
+
+
 def client_address(request: HttpRequest) -> str:
     """The client's address: the direct peer, or behind a trusted proxy the right-most
     `X-Forwarded-For` entry that is not itself a trusted proxy."""
     remote = request.META.get("REMOTE_ADDR") or ""
     peer = _address(remote)
-    if not (settings.PROXY_HEADERS and _trusted(peer)):
+    if not from_trusted_proxy(request):
         return str(peer) if peer else remote or "unknown"
     for entry in reversed(request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         forwarded = _address(entry)

@@ -228,6 +228,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "redconnect.middleware.ForwardedProtoMiddleware",  # before anything asks is_secure()
     "redconnect.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "redconnect.middleware.PermissionsPolicyMiddleware",

@@ -178,6 +178,8 @@ api = client.post("/api/v1/appointments", "{}", content_type="application/json")
 result["api_plain"] = api.status_code
 proxied = client.get("/datenschutz/", HTTP_X_FORWARDED_PROTO="https")
 result["proxied"] = proxied.status_code
+direct = client.get("/datenschutz/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="203.0.113.9")
+result["forged"] = [direct.status_code, direct.get("Location")]
 page = client.get("/", secure=True)
 result["headers"] = {name: value for name, value in page.items()}
 login = client.post(
@@ -235,6 +237,12 @@ def test_https_profile_api_refuses_plain_http_instead_of_redirecting(https_profi
 
 def test_https_profile_trusts_the_proxys_forwarded_proto(https_profile):
     assert https_profile["proxied"] == 200
+
+
+def test_https_profile_ignores_forwarded_proto_from_an_untrusted_peer(https_profile):
+    # Not a trusted proxy (TRUSTED_PROXIES defaults to loopback): still plain http.
+    status, location = https_profile["forged"]
+    assert status == 301 and location == "https://video.example.de/datenschutz/"
 
 
 def test_https_profile_sends_hsts_for_a_year_and_wss_in_csp(https_profile):
