@@ -366,8 +366,10 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         try:
             while True:
                 popped = await connection.zpopmin(key, PUMP_BATCH)
+                _raise_if_cancelled()
                 if not popped:
                     found = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+                    _raise_if_cancelled()
                     if found is None:
                         continue
                     popped = [(found[1], found[2])]
@@ -450,6 +452,18 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
     async def close_pools(self) -> None:
         await self._stop_pumps()
         await super().close_pools()
+
+
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation that redis-py swallowed.
+
+    redis-py 8.1 on Python 3.11 can absorb the CancelledError of a blocking read and
+    return (or read again) as if nothing happened; the task stays "cancelling" and the
+    pump would loop forever, so a loop's shutdown (daphne's, a test's) never ends.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _unavailable(error: Exception) -> RedisConnectionError:
