@@ -25,7 +25,8 @@ daemon off;
 master_process off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile {files};
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -85,7 +86,7 @@ def with_servers(upstream: str, ports: list[int]) -> str:
     return upstream[:first] + own + GUIDE_SERVER.sub("", upstream[first:])
 
 
-def proxy_config(prefix: Path, port: int, ports: list[int]) -> str:
+def proxy_config(prefix: Path, port: int, ports: list[int], connections: int = 1024) -> str:
     guide = guide_block()
     tls_server = next(b for b in blocks(guide, "server") if "listen 443 ssl;" in b)
     body = tls_server[tls_server.index("{") + 1 : tls_server.rindex("}")]
@@ -95,16 +96,21 @@ def proxy_config(prefix: Path, port: int, ports: list[int]) -> str:
     return CONF.format(
         prefix=prefix,
         port=port,
+        connections=connections,
+        files=2 * connections + 64,
         upstreams="\n\n".join(upstreams + blocks(guide, "map")),
         locations="\n\n".join(locations),
     )
 
 
 @contextmanager
-def guide_proxy(directory: Path, ports: list[int], port: int | None = None):
+def guide_proxy(
+    directory: Path, ports: list[int], port: int | None = None, connections: int = 1024
+):
     """nginx with the guide's upstreams and locations in front of `ports`; yields its
-    port (pass `port` to know it before the servers start, e.g. for PUBLIC_URL)."""
+    port (pass `port` to know it before the servers start, e.g. for PUBLIC_URL).
+    `connections`: client plus upstream connections at once (the benchmark needs more)."""
     port = port or free_port()
     prefix = directory / "nginx-proxy"
-    with run_nginx(prefix, port, proxy_config(prefix, port, ports)):
+    with run_nginx(prefix, port, proxy_config(prefix, port, ports, connections)):
         yield port

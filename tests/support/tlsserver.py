@@ -146,7 +146,8 @@ def nginx_tls(directory: Path, certificate: Certificate, directives: list[str]):
 @contextmanager
 def run_nginx(prefix: Path, port: int, config: str):
     """Debian's nginx as a child process with `config` (which must listen on `port`) and
-    `prefix` as its directory, until the block ends. A missing binary fails the test."""
+    `prefix` as its directory, until the block ends; yields the process. A missing
+    binary fails the test."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(binary).exists(), "nginx is not installed (Debian package nginx-light)"
     prefix.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def run_nginx(prefix: Path, port: int, config: str):
     )
     try:
         _wait_for(port, process, prefix)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
