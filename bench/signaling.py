@@ -13,8 +13,12 @@ Servers (`--only a,b,…`):
   project_redis       Redis deployment (signaling.layers.LocalFirstRedisChannelLayer), one process
   redis_2p_spread     the same with two processes; every call's doctor on one process and
                       its patient on the other, so every relayed message crosses Redis
-  redis_2p_colocated  two processes, both participants of a call on the same one (what a
-                      routing key and nginx `hash … consistent` would give); calls alternate
+  redis_2p_colocated  two processes, both participants of a call on the same one (what the
+                      routing key and nginx `hash … consistent` give); calls alternate
+  redis_2p_nginx      two processes behind nginx with docs/deployment.md's upstreams: the
+                      WebSockets carry the call page's routing key and nginx places them
+                      (joins go straight to the processes, alternating); reports where the
+                      calls landed and nginx's own CPU (not in the server CPU figures)
   redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
   core_2p_spread      … and with two processes, spread
   redis_pubsub        one process on channels_redis' RedisPubSubChannelLayer
@@ -55,6 +59,7 @@ from _common import (
     ProcessProbe,
     client_cpu_seconds,
     common_arguments,
+    cpu_seconds,
     fmt,
     free_port,
     gather_limited,
@@ -69,6 +74,10 @@ from _common import (
 )
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+sys.path.insert(0, str(ROOT))
+from tests.support.nginxproxy import proxy_config
+from tests.support.tlsserver import run_nginx
 
 CANDIDATES = 20
 CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 14)
@@ -193,6 +202,67 @@ class ProjectTarget:
         errors = self.deployment.server_errors()
         self.deployment.stop()
         return errors
+
+
+class NginxTarget(ProjectTarget):
+    """Two Redis processes behind nginx configured from the deployment guide: the call's
+    WebSockets go through nginx with the page's routing key, so the placement is nginx's
+    `hash $arg_r consistent`, not the benchmark's."""
+
+    def __init__(self, label: str, settings: str | None = None, processes: int = 2):
+        super().__init__(label, True, True, settings, processes)
+        self.proxy_port = free_port()
+        self.proxy = None
+        self.nginx: subprocess.Popen | None = None
+        self.nginx_cpu_start = 0.0
+
+    def start(self, calls: int) -> None:
+        super().start(calls)
+        prefix = self.deployment.workdir / "nginx"
+        config = proxy_config(prefix, self.proxy_port, self.deployment.ports, 4 * calls + 256)
+        self.proxy = run_nginx(prefix, self.proxy_port, config)
+        self.nginx = self.proxy.__enter__()
+        self.nginx_cpu_start = cpu_seconds(self.nginx.pid)
+
+    def port_for(self, index: int, role: str) -> int:
+        return self.proxy_port  # the WebSockets; joins: join_port
+
+    def query_for(self, index: int) -> str:
+        return self.calls[index]["ws_query"]
+
+    async def join(self, index: int, role: str) -> dict:
+        call = self.calls[index]
+        port = self.deployment.ports[index % len(self.deployment.ports)]
+        if role == "patient":
+            return await join_project(port, call["patient_code"], f"Patientin {index}")
+        return await join_project(port, call["doctor_code"], "", call["doctor_cookies"])
+
+    def after_setup(self) -> dict:
+        """Where nginx put the calls: each member of a call's group is a channel name
+        `specific.<process prefix>!…` (signaling.layers)."""
+        import redis
+
+        client = redis.Redis.from_url(self.deployment.redis.url)
+        per_process: Counter = Counter()
+        split = 0
+        try:
+            for call in self.calls:
+                members = client.zrange(call["group_key"], 0, -1)
+                processes = {m.decode().split("!", 1)[0] for m in members}
+                split += len(processes) > 1
+                per_process.update(processes)
+        finally:
+            client.close()
+        return {"calls_per_process": sorted(per_process.values()), "split_calls": split}
+
+    def stop(self) -> list[str]:
+        errors = []
+        if self.proxy is not None:
+            self.nginx_cpu_s = round(cpu_seconds(self.nginx.pid) - self.nginx_cpu_start, 3)
+            self.proxy.__exit__(None, None, None)
+            log = self.deployment.workdir / "nginx" / "error.log"
+            errors = [line for line in log.read_text().splitlines() if "[error]" in line]
+        return errors + super().stop()
 
 
 class BaselineTarget:
@@ -409,9 +479,9 @@ class Tally:
     received: int = 0
 
 
-async def open_socket(port: int, cookies: dict) -> ClientConnection:
+async def open_socket(port: int, cookies: dict, query: str = "") -> ClientConnection:
     return await connect(
-        f"ws://127.0.0.1:{port}/ws/call/",
+        f"ws://127.0.0.1:{port}/ws/call/" + (f"?{query}" if query else ""),
         origin=f"http://127.0.0.1:{port}",
         additional_headers=[("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()))],
         compression=None,
@@ -442,10 +512,11 @@ async def set_up_call(target, index: int) -> Call:
     started = time.perf_counter()
     patient_cookies = await target.join(index, "patient")
     doctor_cookies = await target.join(index, "doctor")
-    patient = await open_socket(target.port_for(index, "patient"), patient_cookies)
+    query = target.query_for(index) if hasattr(target, "query_for") else ""
+    patient = await open_socket(target.port_for(index, "patient"), patient_cookies, query)
     await expect(patient, "welcome")
     await expect(patient, "waiting")
-    doctor = await open_socket(target.port_for(index, "doctor"), doctor_cookies)
+    doctor = await open_socket(target.port_for(index, "doctor"), doctor_cookies, query)
     await expect(doctor, "welcome")
     await expect(doctor, "peer-waiting")
     await doctor.send(json.dumps({"type": "admit"}))
@@ -536,6 +607,7 @@ async def run_target(target, args) -> dict:
         setup_profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
         setup_profiler.wait(timeout=60)
     calls = [r for r in results if isinstance(r, Call)]
+    placement = target.after_setup() if hasattr(target, "after_setup") else None
     tally = Tally()
     for failure in (r for r in results if not isinstance(r, Call)):
         tally.errors[f"setup:{type(failure).__name__}:{str(failure)[:60]}"] += 1
@@ -594,6 +666,7 @@ async def run_target(target, args) -> dict:
         },
         "errors": sum(tally.errors.values()),
         "error_kinds": dict(tally.errors.most_common(10)),
+        **({"placement": placement} if placement else {}),
     }
 
 
@@ -661,6 +734,12 @@ def report(servers: dict[str, dict], ratio_sets: dict[str, dict]) -> None:
     for name in names:
         if servers[name]["error_kinds"]:
             print(f"  {name} errors: {servers[name]['error_kinds']}")
+        if "placement" in servers[name]:
+            placement, nginx_cpu = servers[name]["placement"], servers[name]["nginx_cpu_s"]
+            print(
+                f"  {name}: nginx placed the calls {placement['calls_per_process']} per process, "
+                f"{placement['split_calls']} split; nginx's own CPU {nginx_cpu} s"
+            )
 
 
 async def measure(target, args) -> dict:
@@ -670,6 +749,8 @@ async def measure(target, args) -> dict:
     finally:
         server_errors = target.stop()
     result["server_log_errors"] = server_errors[:20]
+    if hasattr(target, "nginx_cpu_s"):
+        result["nginx_cpu_s"] = target.nginx_cpu_s
     return result
 
 
@@ -691,7 +772,8 @@ def main() -> int:
     parser.add_argument(
         "--redis",
         action="store_true",
-        help="also the Redis deployments: project_redis, redis_2p_spread, redis_2p_colocated",
+        help="also the Redis deployments: project_redis, redis_2p_spread, redis_2p_colocated, "
+        "redis_2p_nginx",
     )
     parser.add_argument(
         "--layers",
@@ -729,6 +811,7 @@ def main() -> int:
         "redis_2p_colocated": lambda: ProjectTarget(
             "redis_2p_colocated", True, True, args.settings, 2, "colocated"
         ),
+        "redis_2p_nginx": lambda: NginxTarget("redis_2p_nginx", args.settings),
         "redis_core": lambda: ProjectTarget("redis_core", True, True, CORE),
         "core_2p_spread": lambda: ProjectTarget("core_2p_spread", True, True, CORE, 2),
         "redis_pubsub": lambda: ProjectTarget("redis_pubsub", True, True, PUBSUB),
@@ -738,7 +821,7 @@ def main() -> int:
     }
     wanted = ["project"]
     if args.redis:
-        wanted += ["project_redis", "redis_2p_spread", "redis_2p_colocated"]
+        wanted += ["project_redis", "redis_2p_spread", "redis_2p_colocated", "redis_2p_nginx"]
     if args.layers:
         wanted += ["redis_core", "core_2p_spread", "redis_pubsub", "pubsub_2p_spread"]
     wanted += ["baseline"] + (["peerjs"] if args.peerjs else [])

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from consultations import joinsession, permissions, services
 from consultations.forms import JoinForm
 from consultations.models import Appointment, Membership
-from redconnect import callcodes, ratelimit
+from redconnect import affinity, callcodes, ratelimit
 
 # A doctor who enters their code before logging in lands back on the join page after the
 # login; this short-lived signed cookie (appointment id only, no code) lets the join
@@ -149,6 +149,8 @@ def call(request: HttpRequest) -> HttpResponse:
         "display_name": join_data.display_name,
         "appointment": check.appointment,
         "ws_path": "/ws/call/",
+        # Puts every participant of this appointment on one server process (nginx hashes it).
+        "ws_query": affinity.socket_query(check.appointment.pk),
         # Close codes, error codes, message types for the JavaScript (one home, no copy).
         "codes": callcodes.table(),
         # Relay-only ICE for a patient who asked for it, or whose practice's default it is.

@@ -62,6 +62,19 @@ def test_signaling_bench_runs_project_and_baseline(tmp_path):
         }
 
 
+@pytest.mark.redis
+@pytest.mark.skipif(PRODUCTION_PROFILE, reason=SELF_CONTAINED)
+def test_signaling_bench_routes_calls_through_nginx(tmp_path):
+    """The two-process target behind the guide's nginx: every call on one process."""
+    data = run_bench("signaling", tmp_path, "--only", "redis_2p_nginx")
+    server = data["servers"]["redis_2p_nginx"]
+    assert server["calls_set_up"] == 10 and server["errors"] == 0, server["error_kinds"]
+    assert server["server_log_errors"] == []
+    assert server["placement"]["split_calls"] == 0
+    assert sum(server["placement"]["calls_per_process"]) == 10
+    assert server["nginx_cpu_s"] >= 0
+
+
 def test_mesh_bench_sets_up_nine_person_calls(tmp_path):
     args = ("--redis",) if PRODUCTION_PROFILE else ()
     result = run_bench("mesh", tmp_path, *args)["result"]

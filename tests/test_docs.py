@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from compliance.bsi import GROUPS, TLS12_CIPHERS, TLS13_CIPHERSUITES
+from redconnect import affinity
 from tests.support.deployment import require_tool
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -166,6 +167,19 @@ def test_nginx_proxies_websockets_and_forwards_the_client_address(nginx):
 def test_nginx_balances_several_server_processes(nginx):
     upstream = re.search(r"upstream redconnect \{(.*?)\}", nginx, re.DOTALL).group(1)
     assert len(re.findall(r"server 127\.0\.0\.1:\d+;", upstream)) >= 2
+
+
+def test_nginx_routes_a_call_by_its_key_over_the_same_processes(nginx):
+    """/ws/call/ goes by the page's routing key (redconnect/affinity.py) to the same
+    processes that serve everything else (tests/test_routing.py runs it)."""
+    plain = re.search(r"upstream redconnect \{(.*?)\}", nginx, re.DOTALL).group(1)
+    call = re.search(r"upstream redconnect_call \{(.*?)\}", nginx, re.DOTALL).group(1)
+    servers = re.compile(r"^\s*server (\S+);", re.MULTILINE)
+    assert servers.findall(call) == servers.findall(plain)
+    assert directive(call, "hash") == f"$arg_{affinity.QUERY_PARAMETER} consistent"
+    assert "hash" not in plain  # pages and the board: by load, not by key
+    location = re.search(r"location /ws/call/ \{(.*?)\}", nginx, re.DOTALL).group(1)
+    assert directive(location, "proxy_pass") == "http://redconnect_call"
 
 
 def test_nginx_logs_no_client_address(nginx):

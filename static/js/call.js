@@ -143,7 +143,7 @@ function join() {
   ui.role("preview").srcObject = null; // the self-view in the call takes over
   ui.setPhase("waiting");
   ui.setHidden("waiting-empty", false);
-  const signaling = new Signaling(root.dataset.wsPath);
+  const signaling = new Signaling(root.dataset.wsPath, root.dataset.wsQuery);
   state.signaling = signaling;
   signaling.addEventListener("state", (event) => onSignalingState(event.detail));
   signaling.addEventListener("message", (event) => onMessage(event.detail));

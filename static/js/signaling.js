@@ -35,10 +35,15 @@ function readCodes() {
   return JSON.parse(element.textContent);
 }
 
-/** The WebSocket URL (ws or wss) of a path on the page's own origin, never another. */
-function socketUrl(path) {
+/**
+ * The WebSocket URL (ws or wss) of a path on the page's own origin, never another.
+ * `query` is the routing key the page rendered (data-ws-query, e.g. "r=1a2b3c4d"): the
+ * same for every participant of the appointment, so nginx puts them all on one server
+ * process (docs/deployment.md). The server ignores it; without it the call still works.
+ */
+export function socketUrl(path, query = "") {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${window.location.host}${path}`;
+  return `${scheme}//${window.location.host}${path}${query ? `?${query}` : ""}`;
 }
 
 /**
@@ -47,9 +52,9 @@ function socketUrl(path) {
  *  - "message": detail = the parsed server message (an object with a `type`)
  */
 export class Signaling extends EventTarget {
-  constructor(path) {
+  constructor(path, query = "") {
     super();
-    this.url = socketUrl(path);
+    this.url = socketUrl(path, query);
     this.socket = null;
     this.attempt = 0;
     this.timer = null;

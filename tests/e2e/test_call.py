@@ -70,6 +70,7 @@ VIDEO_DIRECTIONS_JS = """
 class Participant:
     page: object
     problems: list[str] = field(default_factory=list)
+    sockets: list[str] = field(default_factory=list)  # URLs of the WebSockets it opened
 
     def state(self, name: str) -> str:
         return self.page.get_attribute("[data-call]", f"data-{name}") or ""
@@ -102,6 +103,7 @@ def open_participant(browser, base_url: str) -> Participant:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     participant = Participant(page)
+    page.on("websocket", lambda socket: participant.sockets.append(socket.url))
     # Uncaught script errors and CSP violations fail the tests at the end.
     page.on("pageerror", lambda error: participant.problems.append(f"pageerror: {error}"))
     page.on(
@@ -220,6 +222,19 @@ def test_media_flows_directly_over_dtls(call):
         assert participant.page.evaluate(SENDER_PARAMETERS_JS) == [
             {"degradationPreference": "balanced", "maxBitrate": None}
         ]
+
+
+def test_both_pages_open_the_call_socket_with_the_same_routing_key(call):
+    """What nginx hashes to put both on one server process (redconnect/affinity.py)."""
+    doctor, patient, _server = call
+    queries = {
+        url.split("?", 1)[1] if "?" in url else ""
+        for participant in (doctor, patient)
+        for url in participant.sockets
+        if "/ws/call/" in url
+    }
+    assert len(queries) == 1, queries
+    assert re.fullmatch(r"r=[0-9a-f]{8}", queries.pop())
 
 
 def test_safety_codes_match_both_dtls_fingerprints(call):

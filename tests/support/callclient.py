@@ -158,16 +158,18 @@ class HttpSession:
 class CallSocket:
     """One participant's `/ws/call/` connection with reconnect like the call page's."""
 
-    def __init__(self, session: HttpSession, base_url: str | None = None):
+    def __init__(self, session: HttpSession, base_url: str | None = None, query: str = ""):
         self.session = session
         self.base_url = (base_url or session.base_url).rstrip("/")
+        self.query = query  # the call page's data-ws-query (routing key), if any
         self.ws = None
         self.attempt = 0
         self.failed_attempts = 0
 
     @property
     def ws_url(self) -> str:
-        return "ws://" + self.base_url.split("://", 1)[1] + "/ws/call/"
+        url = "ws://" + self.base_url.split("://", 1)[1] + "/ws/call/"
+        return url + (f"?{self.query}" if self.query else "")
 
     async def connect(self, timeout: float = 10) -> dict:
         """Open the socket and return the first message (the contract: `welcome`)."""

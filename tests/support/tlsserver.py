@@ -130,10 +130,7 @@ def nginx_tls(directory: Path, certificate: Certificate, directives: list[str]):
     A missing nginx binary is a failure of the test, not a skip: the deployment guide's
     configuration is only proven by running it.
     """
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(binary).exists(), "nginx is not installed (Debian package nginx-light)"
     prefix = directory / "nginx"
-    prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = NGINX_CONF.format(
         prefix=prefix,
@@ -142,6 +139,18 @@ def nginx_tls(directory: Path, certificate: Certificate, directives: list[str]):
         key=certificate.key,
         directives="\n".join(f"        {line}" for line in directives),
     )
+    with run_nginx(prefix, port, config):
+        yield port
+
+
+@contextmanager
+def run_nginx(prefix: Path, port: int, config: str):
+    """Debian's nginx as a child process with `config` (which must listen on `port`) and
+    `prefix` as its directory, until the block ends; yields the process. A missing
+    binary fails the test."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(binary).exists(), "nginx is not installed (Debian package nginx-light)"
+    prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "nginx.conf").write_text(config)
     process = subprocess.Popen(
         [
@@ -159,7 +168,7 @@ def nginx_tls(directory: Path, certificate: Certificate, directives: list[str]):
     )
     try:
         _wait_for(port, process, prefix)
-        yield port
+        yield process
     finally:
         process.terminate()
         try:
