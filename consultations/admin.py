@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers, patch_cache_control
@@ -173,6 +174,7 @@ class AppointmentAdmin(admin.ModelAdmin):
     date_hierarchy = "scheduled_at"
     actions = ["cancel_selected", "reissue_codes", "add_guest_code"]
     codes_template = "admin/consultations/appointment/codes.html"
+    guest_code_template = "admin/consultations/appointment/add_guest_code.html"
 
     # --- scope ------------------------------------------------------------------------
 
@@ -344,7 +346,16 @@ class AppointmentAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Add a guest code"))
     def add_guest_code(self, request, queryset):
-        """One more guest code per selected appointment, shown once with its own slip."""
+        """One more guest code per selected appointment, shown once with its own slip.
+
+        A confirmation page comes first: with one appointment selected it also asks for
+        the guest's e-mail address (optional), so the new code can go out as an invitation
+        like the codes issued with the appointment.
+        """
+        form = GuestInviteForm(request.POST if "confirm" in request.POST else None)
+        if not form.is_bound or not form.is_valid():
+            return self._confirm_guest_code(request, queryset, form)
+        address = form.cleaned_data["email"] if queryset.count() == 1 else ""
         issued_list, refused = [], 0
         for appointment in queryset.select_related("doctor", "practice"):
             try:
@@ -352,7 +363,10 @@ class AppointmentAdmin(admin.ModelAdmin):
             except services.AppointmentError:
                 refused += 1
                 continue
-            issued_list.append(services.IssuedAppointment(appointment, "", "", (code,)))
+            issued = services.IssuedAppointment(appointment, "", "", (code,))
+            issued_list.append(issued)
+            if address:
+                self._send_invitations(request, issued, None, [address])
         if refused:
             self.message_user(
                 request,
@@ -366,6 +380,31 @@ class AppointmentAdmin(admin.ModelAdmin):
         if not issued_list:
             return None
         return self.render_codes(request, issued_list)
+
+    def _confirm_guest_code(self, request, queryset, form):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Add a guest code"),
+            "appointments": list(queryset.select_related("doctor")),
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, self.guest_code_template, context)
+
+
+class GuestInviteForm(forms.Form):
+    """The confirmation of "Add a guest code": the guest's address, for one e-mail only."""
+
+    email = forms.EmailField(
+        label=_("Guest's e-mail address (optional)"),
+        required=False,
+        help_text=_(
+            "We send one invitation with the link, the new guest code and a calendar entry. "
+            "The address is not stored."
+        ),
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+    )
 
 
 # The user admin with the superuser's "issue enrolment link" action.

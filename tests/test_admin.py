@@ -180,6 +180,11 @@ def test_add_form_refuses_a_bad_number_of_guests(client, staff, doctor, guests):
 def test_add_guest_code_action(client, staff, issued):
     login(client, staff)
     action = {"action": "add_guest_code", "_selected_action": [str(issued.appointment.pk)]}
+    # First a confirmation page (with the optional address): nothing issued yet.
+    confirm = client.post(LIST_URL, action, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Gastcode ausgeben" in confirm and 'name="email"' in confirm
+    assert issued.appointment.guest_codes.count() == 0
+    action["confirm"] = "yes"
     response = client.post(LIST_URL, action, HTTP_ACCEPT_LANGUAGE="de")
     html = response.content.decode()
     (guest,) = _codes(html, "guest-code")

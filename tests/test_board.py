@@ -605,6 +605,54 @@ def test_fewer_guest_addresses_than_guests_invite_only_those(client, staff, doct
     assert f"#code={first_guest_code}" in locmem_mail[0].body
 
 
+def add_guest_code(client, appointment, **fields):
+    return client.post(
+        "/admin/consultations/appointment/",
+        {"action": "add_guest_code", "_selected_action": [str(appointment.pk)], **fields},
+        HTTP_ACCEPT_LANGUAGE="de",
+    )
+
+
+def test_a_guest_code_added_later_can_be_sent_as_an_invitation(client, staff, issued, locmem_mail):
+    client.force_login(staff)
+    response = add_guest_code(client, issued.appointment, confirm="yes", email=GUEST_ADDRESSES[0])
+    html = response.content.decode()
+    (code,) = re.findall(r'data-role="guest-code">([0-9A-Z-]{14})<', html)
+    assert "Die Einladung wurde per E-Mail verschickt." in html
+    assert [message.to for message in locmem_mail] == [[GUEST_ADDRESSES[0]]]
+    body = locmem_mail[0].body
+    assert f"#code={code}" in body and "Begleitperson" in body
+    assert GUEST_ADDRESSES[0] not in database_text()
+
+
+def test_a_bad_address_for_a_later_guest_code_issues_nothing(client, staff, issued, locmem_mail):
+    client.force_login(staff)
+    response = add_guest_code(client, issued.appointment, confirm="yes", email="kein-gast")
+    assert response.status_code == 200
+    assert "gültige E-Mail-Adresse" in response.content.decode()
+    assert issued.appointment.guest_codes.count() == 0 and locmem_mail == []
+
+
+def test_several_appointments_get_guest_codes_without_an_address_field(
+    client, staff, doctor, locmem_mail
+):
+    client.force_login(staff)
+    first, second = (services.create_appointment(doctor=doctor) for _ in range(2))
+    ids = [str(first.appointment.pk), str(second.appointment.pk)]
+    page = client.post(
+        "/admin/consultations/appointment/",
+        {"action": "add_guest_code", "_selected_action": ids},
+        HTTP_ACCEPT_LANGUAGE="de",
+    ).content.decode()
+    assert 'name="email"' not in page and "jeden dieser 2 Termine" in page
+    response = client.post(
+        "/admin/consultations/appointment/",
+        {"action": "add_guest_code", "_selected_action": ids, "confirm": "yes", "email": ADDRESS},
+    )
+    assert len(re.findall(r'data-role="guest-code">', response.content.decode())) == 2
+    assert locmem_mail == []  # an address belongs to one guest of one appointment
+
+
 @pytest.mark.parametrize(
     ("guests", "guest_emails", "error"),
     [
