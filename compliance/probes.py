@@ -625,23 +625,41 @@ def supersede_phase(ws: WebSocketObservations) -> SupersedePhase:
     return _phase(ws.supersede, ws)
 
 
+class _JoinRefused(Exception):
+    """A persona's join was refused, so a socket scenario cannot start."""
+
+
+def _join_cookies(world: World, *personas: tuple[str, str, Any, str]) -> dict[str, dict]:
+    """Join each persona `(key, code, user or None, name)` over HTTP; their cookies by key.
+
+    A user is logged in first. The first refused join raises `_JoinRefused` naming the
+    persona and the HTTP status, which the scenario reports as its error.
+    """
+    clients = {}
+    for key, code, user, name in personas:
+        client = probe_client()
+        if user is not None:
+            login(client, user, world)
+        joined = outcome(join(client, code, name))
+        if not joined.joined:
+            raise _JoinRefused(f"join as {key} refused (HTTP {joined.status})")
+        clients[key] = _cookies(client)
+    return clients
+
+
 @provides(WebSocketObservations)
 def websocket_probe() -> WebSocketObservations:
     """Run the signaling scenario against the real consumer (committed probe objects)."""
     with committed_world() as world, LogCapture().attached():
-        clients = {}
-        for key, code, user, name in (
-            ("patient_a", world.a.patient_code, None, PATIENT_NAME),
-            ("doctor_a", world.a.doctor_code, world.doctor_a, ""),
-            ("doctor_b", world.b.doctor_code, world.doctor_b, ""),
-        ):
-            client = probe_client()
-            if user is not None:
-                login(client, user, world)
-            joined = outcome(join(client, code, name))
-            if not joined.joined:
-                return WebSocketObservations(error=f"join as {key} refused (HTTP {joined.status})")
-            clients[key] = _cookies(client)
+        try:
+            clients = _join_cookies(
+                world,
+                ("patient_a", world.a.patient_code, None, PATIENT_NAME),
+                ("doctor_a", world.a.doctor_code, world.doctor_a, ""),
+                ("doctor_b", world.b.doctor_code, world.doctor_b, ""),
+            )
+        except _JoinRefused as refused:
+            return WebSocketObservations(error=str(refused))
         counter = QueryCounter()
         with counter.installed():
             return async_to_sync(_scenario)(websocket_application(), clients, counter)
@@ -875,21 +893,17 @@ def guest_probe() -> GuestObservations:
     """A call of appointment A with doctor, patient and two guests; B's doctor beside it."""
     with committed_world(guests=2) as world, LogCapture().attached():
         codes_to_own = _codes_to_own(world)
-        clients = {}
-        for key, code, user, name in (
-            ("doctor_a", world.a.doctor_code, world.doctor_a, ""),
-            ("doctor_b", world.b.doctor_code, world.doctor_b, ""),
-            ("patient", world.a.patient_code, None, PATIENT_NAME),
-            ("guest1", world.a.guest_codes[0], None, GUEST_NAME),
-            ("guest2", world.a.guest_codes[1], None, GUEST_NAME),
-        ):
-            client = probe_client()
-            if user is not None:
-                login(client, user, world)
-            joined = outcome(join(client, code, name))
-            if not joined.joined:
-                return GuestObservations(error=f"join as {key} refused (HTTP {joined.status})")
-            clients[key] = _cookies(client)
+        try:
+            clients = _join_cookies(
+                world,
+                ("doctor_a", world.a.doctor_code, world.doctor_a, ""),
+                ("doctor_b", world.b.doctor_code, world.doctor_b, ""),
+                ("patient", world.a.patient_code, None, PATIENT_NAME),
+                ("guest1", world.a.guest_codes[0], None, GUEST_NAME),
+                ("guest2", world.a.guest_codes[1], None, GUEST_NAME),
+            )
+        except _JoinRefused as refused:
+            return GuestObservations(error=str(refused))
         return async_to_sync(_guest_scenario)(websocket_application(), clients, codes_to_own)
 
 

@@ -9,7 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from consultations import services
 from consultations.models import Membership, Practice
@@ -118,3 +120,10 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def clock():
+    """Frozen time: TOTP codes and lock-out windows are deterministic, each step chosen."""
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        yield traveller

@@ -7,11 +7,9 @@ from base64 import b32encode
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.core.cache import cache
 from django.test import override_settings
 from django.urls import reverse
-from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -35,13 +33,6 @@ def _fresh_counters():
 def _fast_password_hashing(settings):
     """Many logins per test: a cheap hasher (set up before the persona fixtures hash)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def clock():
-    """Frozen time: TOTP codes are deterministic and each 30-second step can be chosen."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
 
 
 def add_device(user) -> TOTPDevice:

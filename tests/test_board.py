@@ -530,10 +530,12 @@ def test_board_start_checks_pass_on_the_real_system(db, check_id, requirement):
     assert "HTTP 403" in finding.evidence
 
 
+# The two checks of the board's one-click start (Nr. 1 and Nr. 2).
+BOARD_START_CHECKS = ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
+
+
 @override_settings(ROOT_URLCONF="tests.support.compliance_broken")
-@pytest.mark.parametrize(
-    "check_id", ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
-)
+@pytest.mark.parametrize("check_id", BOARD_START_CHECKS)
 def test_a_board_start_that_lets_anyone_in_fails_the_checks(db, check_id):
     finding = run_check(check_id)
     assert finding.status == "fail", finding
@@ -541,9 +543,7 @@ def test_a_board_start_that_lets_anyone_in_fails_the_checks(db, check_id):
 
 
 @override_settings(ROOT_URLCONF="tests.support.compliance_broken_noboard")
-@pytest.mark.parametrize(
-    "check_id", ["board_start_only_own_doctor", "staff_cannot_start_from_board"]
-)
+@pytest.mark.parametrize("check_id", BOARD_START_CHECKS)
 def test_a_missing_board_start_fails_the_checks_with_the_reason(db, check_id):
     finding = run_check(check_id)
     assert finding.status == "fail" and "board-start" in finding.evidence, finding

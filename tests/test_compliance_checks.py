@@ -643,49 +643,48 @@ def test_checks_are_handed_typed_observations():
     assert registry.find_check("validity_at_most_30_days").needs == ()
 
 
+# A public deployment on https (the proxy's part differs per test).
+HTTPS_SITE = {
+    "PUBLIC_URL": "https://video.example.de",
+    "PUBLIC_HTTPS": True,
+    "ALLOWED_HOSTS": ["video.example.de"],
+    "SECURE_SSL_REDIRECT": True,
+    "SESSION_COOKIE_SECURE": True,
+    "CSRF_COOKIE_SECURE": True,
+    "OTP_REQUIRED": True,
+}
+
+
+def assert_checks_pass(*check_ids: str) -> None:
+    """Run the checks on one set of observations; each must pass."""
+    observations = registry.Observations()
+    for check_id in check_ids:
+        finding = registry.run_check(registry.find_check(check_id), observations)
+        assert finding.status == PASS, (check_id, finding)
+
+
 @pytest.mark.django_db
 @override_settings(
-    PUBLIC_URL="https://video.example.de",
-    PUBLIC_HTTPS=True,
-    ALLOWED_HOSTS=["video.example.de"],
-    SECURE_SSL_REDIRECT=True,
+    **HTTPS_SITE,
     SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
     PROXY_HEADERS=True,
-    SESSION_COOKIE_SECURE=True,
-    CSRF_COOKIE_SECURE=True,
-    OTP_REQUIRED=True,
 )
 def test_http_probes_reach_the_app_as_behind_the_https_proxy():
     """Behind nginx the probes must send what the proxy adds, or every page redirects."""
-    observations = registry.Observations()
-    for check_id in (
+    assert_checks_pass(
         "doctor_code_requires_login",
         "staff_cannot_join",
         "anonymous_join",
         "public_pages_german",
         "public_pages_linked",
-    ):
-        finding = registry.run_check(registry.find_check(check_id), observations)
-        assert finding.status == PASS, (check_id, finding)
+    )
 
 
 @pytest.mark.django_db
-@override_settings(
-    PUBLIC_URL="https://video.example.de",
-    PUBLIC_HTTPS=True,
-    ALLOWED_HOSTS=["video.example.de"],
-    SECURE_SSL_REDIRECT=True,
-    PROXY_HEADERS=False,
-    SESSION_COOKIE_SECURE=True,
-    CSRF_COOKIE_SECURE=True,
-    OTP_REQUIRED=True,
-)
+@override_settings(**HTTPS_SITE, PROXY_HEADERS=False)
 def test_http_probes_use_https_without_a_proxy():
     """Daphne terminating TLS itself: the probes must still speak https, not meet a 301."""
-    observations = registry.Observations()
-    for check_id in ("anonymous_join", "public_pages_german", "public_pages_linked"):
-        finding = registry.run_check(registry.find_check(check_id), observations)
-        assert finding.status == PASS, (check_id, finding)
+    assert_checks_pass("anonymous_join", "public_pages_german", "public_pages_linked")
 
 
 # --- Calls with guests (Nr. 3, 4, 5) and the network evidence (Nr. 7) ---------------------

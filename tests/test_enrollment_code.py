@@ -10,7 +10,6 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-import time_machine
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -33,13 +32,6 @@ from tests.test_admin_2fa import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clock():
-    """Frozen time: TOTP codes and lock-out windows are deterministic."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture(autouse=True)

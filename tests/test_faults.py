@@ -22,7 +22,7 @@ from django.test import RequestFactory
 from django.utils import translation
 
 from tests.support.callclient import CallSocket, HttpSession, make_sdp
-from tests.support.deployment import skip_in_production_run, start_deployment
+from tests.support.deployment import skip_in_production_run, two_servers
 
 pytestmark = [pytest.mark.redis]
 
@@ -70,11 +70,8 @@ def test_server_error_handler_other_errors_get_plain_500_page():
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    deployment = start_deployment(tmp_path_factory.mktemp("faults"))
-    deployment.serve()
-    deployment.serve()
-    yield deployment
-    deployment.stop()
+    with two_servers(tmp_path_factory.mktemp("faults")) as deployment:
+        yield deployment
 
 
 def count_rows(deployment, table: str) -> int:

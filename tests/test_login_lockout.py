@@ -12,11 +12,9 @@ import pickle
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.apps import apps
 from django.core.cache import cache
 from django.test import Client
-from django.utils import timezone
 
 from tests.conftest import PASSWORD
 from tests.test_admin_2fa import (
@@ -30,13 +28,6 @@ from tests.test_admin_2fa import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clock():
-    """Frozen time: TOTP codes and lock-out windows are deterministic."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
 
 
 LIMIT = 10

@@ -15,7 +15,7 @@ from tests.support.callclient import (
     admit_and_negotiate,
     exchange_candidates,
 )
-from tests.support.deployment import skip_in_production_run, start_deployment
+from tests.support.deployment import skip_in_production_run, two_servers
 from tests.support.live import manage_json
 
 pytestmark = [pytest.mark.redis, skip_in_production_run()]
@@ -25,11 +25,8 @@ PATIENT_NAME = "Petra Prozess"
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    deployment = start_deployment(tmp_path_factory.mktemp("multiprocess"))
-    deployment.serve()
-    deployment.serve()
-    yield deployment
-    deployment.stop()
+    with two_servers(tmp_path_factory.mktemp("multiprocess")) as deployment:
+        yield deployment
 
 
 def joined_sessions(deployment) -> tuple[HttpSession, HttpSession]:

@@ -117,14 +117,20 @@ def secrets_of(issued: services.IssuedAppointment) -> dict[str, str]:
     return found
 
 
-async def test_monitor_sees_nothing_readable_during_a_call(redis_layers, redis_server, doctor):
-    redis_layers(encrypted=True)
+async def monitored_call(redis_server, doctor) -> tuple[services.IssuedAppointment, str]:
+    """A new appointment's call over the Redis layers, with all Redis saw meanwhile."""
     issued = await asyncio.to_thread(services.create_appointment, doctor=doctor)
     monitor = Monitor(redis_server.port)
     try:
         await a_call(issued, doctor)
     finally:
         traffic = monitor.stop()
+    return issued, traffic
+
+
+async def test_monitor_sees_nothing_readable_during_a_call(redis_layers, redis_server, doctor):
+    redis_layers(encrypted=True)
+    issued, traffic = await monitored_call(redis_server, doctor)
     assert "EVAL" in traffic.upper() or "ZADD" in traffic.upper(), "no layer traffic recorded"
     for label, secret in secrets_of(issued).items():
         assert secret not in traffic, f"Redis saw the {label}"
@@ -132,12 +138,7 @@ async def test_monitor_sees_nothing_readable_during_a_call(redis_layers, redis_s
 
 async def test_without_the_key_the_monitor_would_see_it_all(redis_layers, redis_server, doctor):
     redis_layers(encrypted=False)
-    issued = await asyncio.to_thread(services.create_appointment, doctor=doctor)
-    monitor = Monitor(redis_server.port)
-    try:
-        await a_call(issued, doctor)
-    finally:
-        traffic = monitor.stop()
+    _issued, traffic = await monitored_call(redis_server, doctor)
     assert "v=0" in traffic and "a=fingerprint" in traffic and CANDIDATE_ADDRESS in traffic
 
 

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy
 
 from compliance.probes import BoardStartObservations, ConnectPhase, HttpObservations
 from compliance.registry import Finding, Requirement, check
+from compliance.verdicts import refusal_finding
 from consultations.models import Appointment, Membership
 from redconnect import callcodes
 
@@ -70,22 +71,17 @@ def doctor_is_active_member() -> Finding:
 )
 def doctor_code_requires_login(http: HttpObservations) -> Finding:
     outcome = http.doctor_code_anonymous
-    if outcome.joined:
-        return Finding.failed(
-            _("A doctor's code without login opened the call (%(result)s).")
-            % {"result": outcome.describe()}
-        )
-    if not outcome.to_login:
-        return Finding.warned(
-            _(
-                "A doctor's code without login was refused, but not with a redirect to the "
-                "login page (%(result)s)."
-            )
-            % {"result": outcome.describe()}
-        )
-    return Finding.passed(
-        _("A doctor's code without login is refused and leads to the login page (%(result)s).")
-        % {"result": outcome.describe()}
+    return refusal_finding(
+        outcome,
+        refused_right=outcome.to_login,
+        opened=_("A doctor's code without login opened the call (%(result)s)."),
+        refused_wrong=_(
+            "A doctor's code without login was refused, but not with a redirect to the "
+            "login page (%(result)s)."
+        ),
+        refused=_(
+            "A doctor's code without login is refused and leads to the login page (%(result)s)."
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy
 
 from compliance.probes import BoardStartObservations, HttpObservations
 from compliance.registry import Finding, Requirement, check
+from compliance.verdicts import refusal_finding
 from consultations.models import Appointment, Membership
 
 REQUIREMENT = Requirement(
@@ -33,22 +34,15 @@ REQUIREMENT = Requirement(
 )
 def staff_cannot_join(http: HttpObservations) -> Finding:
     outcome = http.doctor_code_staff
-    if outcome.joined:
-        return Finding.failed(
-            _("A practice staff login with the doctor's code opened the call (%(result)s).")
-            % {"result": outcome.describe()}
-        )
-    if outcome.status != 403:
-        return Finding.warned(
-            _(
-                "A practice staff login with the doctor's code was refused, but not with 403 "
-                "(%(result)s)."
-            )
-            % {"result": outcome.describe()}
-        )
-    return Finding.passed(
-        _("A practice staff login with the doctor's code is refused (%(result)s).")
-        % {"result": outcome.describe()}
+    return refusal_finding(
+        outcome,
+        refused_right=outcome.status == 403,
+        opened=_("A practice staff login with the doctor's code opened the call (%(result)s)."),
+        refused_wrong=_(
+            "A practice staff login with the doctor's code was refused, but not with 403 "
+            "(%(result)s)."
+        ),
+        refused=_("A practice staff login with the doctor's code is refused (%(result)s)."),
     )
 
 
@@ -58,19 +52,12 @@ def staff_cannot_join(http: HttpObservations) -> Finding:
 )
 def staff_cannot_start_from_board(board: BoardStartObservations) -> Finding:
     result = board.staff
-    if result.joined:
-        return Finding.failed(
-            _("A practice staff login started the call from the board (%(result)s).")
-            % {"result": result.describe()}
-        )
-    if result.status != 403:
-        return Finding.warned(
-            _("The board's start was refused for staff, but not with 403 (%(result)s).")
-            % {"result": result.describe()}
-        )
-    return Finding.passed(
-        _("A practice staff login cannot start a call from the board (%(result)s).")
-        % {"result": result.describe()}
+    return refusal_finding(
+        result,
+        refused_right=result.status == 403,
+        opened=_("A practice staff login started the call from the board (%(result)s)."),
+        refused_wrong=_("The board's start was refused for staff, but not with 403 (%(result)s)."),
+        refused=_("A practice staff login cannot start a call from the board (%(result)s)."),
     )
 
 

@@ -21,6 +21,11 @@ REQUIREMENT = Requirement(
 )
 
 
+def _by_path(found: dict[str, list[str]]) -> str:
+    """`/a: x, y; /b: z`: the other origins found, per page or file, for evidence."""
+    return "; ".join(f"{path}: {', '.join(urls)}" for path, urls in found.items())
+
+
 @check(
     "pages_load_nothing_foreign",
     gettext_lazy("Rendered public pages and the call page load nothing from another origin (HTTP)"),
@@ -32,8 +37,7 @@ def pages_load_nothing_foreign(http: HttpObservations) -> Finding:
     foreign = {path: urls for path, urls in foreign.items() if urls}
     if foreign:
         return Finding.failed(
-            _("Pages that load from other origins: %(list)s.")
-            % {"list": "; ".join(f"{p}: {', '.join(u)}" for p, u in foreign.items())}
+            _("Pages that load from other origins: %(list)s.") % {"list": _by_path(foreign)}
         )
     if not_rendered:
         return Finding.failed(
@@ -59,8 +63,7 @@ def static_files_no_foreign_urls() -> Finding:
     offending = {f.path: refs for f in files if (refs := scans.foreign_references(f))}
     if offending:
         return Finding.failed(
-            _("Static files referring to other origins: %(list)s.")
-            % {"list": "; ".join(f"{p}: {', '.join(u)}" for p, u in offending.items())}
+            _("Static files referring to other origins: %(list)s.") % {"list": _by_path(offending)}
         )
     return Finding.passed(
         _("None of the %(count)d served scripts and style sheets loads from another origin.")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_call import fill_join_form, log_in, open_participant, pass_device_check
+from tests.e2e.test_call import (
+    admit_and_connect,
+    fill_join_form,
+    join_as_doctor,
+    join_waiting,
+    log_in,
+    open_participant,
+    pass_device_check,
+)
 from tests.support.live import manage_json
 
 pytestmark = pytest.mark.e2e
@@ -164,20 +172,11 @@ def test_call_pages_with_three_people_have_no_serious_violations(site, browser, 
     guest = new_page(browser, server.url, language)
     doctor = new_page(browser, server.url, language)
     try:
-        fill_join_form(patient.page, appointment["patient_code"], "Erika Mustermann")
-        pass_device_check(patient)
-        patient.page.locator('[data-view="waiting"]').wait_for(state="visible")
-        log_in(doctor.page, seed["doctor"]["username"])
-        fill_join_form(doctor.page, appointment["doctor_code"])
-        pass_device_check(doctor)
-        doctor.page.locator('[data-role="admit-box"]').wait_for(state="visible")
-        doctor.page.locator('[data-action="admit"]').click()
-        for participant in (doctor, patient):
-            participant.wait_state("connection-state", "^connected$")
+        join_waiting(patient, appointment["patient_code"], "Erika Mustermann")
+        join_as_doctor(doctor, seed["doctor"]["username"], appointment["doctor_code"])
+        admit_and_connect(doctor, patient)
 
-        fill_join_form(guest.page, appointment["guest_codes"][0], "Gerd Gast")
-        pass_device_check(guest)
-        guest.page.locator('[data-view="waiting"]').wait_for(state="visible")
+        join_waiting(guest, appointment["guest_codes"][0], "Gerd Gast")
         # The practice's message to the waiting room, as the board sends it.
         board = doctor.page.context.new_page()
         board.goto("/praxis/")

@@ -13,6 +13,7 @@ import hashlib
 import re
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pytest
@@ -145,6 +146,29 @@ def pass_device_check(participant: Participant) -> None:
     join.click()
 
 
+def join_waiting(participant: Participant, code: str, name: str) -> None:
+    """Join with a patient's or guest's code and name; wait until the waiting room shows."""
+    fill_join_form(participant.page, code, name)
+    pass_device_check(participant)
+    participant.wait_state("ws-state", "^open$")
+    participant.page.locator('[data-view="waiting"]').wait_for(state="visible")
+
+
+def join_as_doctor(doctor: Participant, username: str, code: str) -> None:
+    """Log in as `username` and join with the doctor's code, past the device check."""
+    log_in(doctor.page, username)
+    fill_join_form(doctor.page, code)
+    pass_device_check(doctor)
+
+
+def admit_and_connect(doctor: Participant, patient: Participant) -> None:
+    """The doctor lets the one waiting person in; both wait until their call connects."""
+    doctor.page.locator('[data-role="admit-box"]').wait_for(state="visible")
+    doctor.page.locator('[data-action="admit"]').click()
+    for participant in (doctor, patient):
+        participant.wait_state("connection-state", "^connected$")
+
+
 def readmit(doctor: Participant, before: str, patient_name: str) -> None:
     """Admit the patient if the doctor is asked to; else wait for the server's `admitted`.
 
@@ -160,15 +184,21 @@ def readmit(doctor: Participant, before: str, patient_name: str) -> None:
         doctor.page.locator('[data-action="admit"]').click()
 
 
+def safety_code_of(fingerprints: Iterable[str]) -> str:
+    """The safety code computed independently of the page: SHA-256 over the fingerprints
+    (`sha-256 AB:CD:…`), sorted and one a line; its first 6 bytes as 8 digits."""
+    digest = hashlib.sha256("\n".join(sorted(fingerprints)).encode()).digest()
+    digits = f"{int.from_bytes(digest[:6], 'big') % 10**8:08d}"
+    return f"{digits[:4]} {digits[4:]}"
+
+
 def expected_safety_code(sdp_a: str, sdp_b: str) -> str:
-    """The safety code computed independently of the page: SHA-256 over both fingerprints."""
+    """The safety code of a call between these two SDPs' fingerprints."""
     prints = []
     for sdp in (sdp_a, sdp_b):
         algorithm, value = re.search(r"^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)", sdp, re.M).groups()
         prints.append(f"{algorithm.lower()} {value.upper()}")
-    digest = hashlib.sha256("\n".join(sorted(prints)).encode()).digest()
-    digits = f"{int.from_bytes(digest[:6], 'big') % 10**8:08d}"
-    return f"{digits[:4]} {digits[4:]}"
+    return safety_code_of(prints)
 
 
 @pytest.fixture(scope="module")
@@ -179,14 +209,8 @@ def call(live_site, browser):
     patient = open_participant(browser, server.url)
     doctor = open_participant(browser, server.url)
 
-    fill_join_form(patient.page, appointment["patient_code"], PATIENT_NAME)
-    pass_device_check(patient)
-    patient.wait_state("ws-state", "^open$")
-    patient.page.locator('[data-view="waiting"]').wait_for(state="visible")
-
-    log_in(doctor.page, seed["doctor"]["username"])
-    fill_join_form(doctor.page, appointment["doctor_code"])
-    pass_device_check(doctor)
+    join_waiting(patient, appointment["patient_code"], PATIENT_NAME)
+    join_as_doctor(doctor, seed["doctor"]["username"], appointment["doctor_code"])
 
     admit_box = doctor.page.locator('[data-role="admit-box"]')
     admit_box.wait_for(state="visible")

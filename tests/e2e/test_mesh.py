@@ -21,9 +21,9 @@ from tests.e2e.test_call import (
     TIMEOUT_MS,
     Participant,
     fill_join_form,
-    log_in,
+    join_as_doctor,
+    join_waiting,
     open_participant,
-    pass_device_check,
 )
 from tests.support.live import manage_json
 
@@ -134,14 +134,8 @@ def mesh(live_site, browser):
         (patient, appointment["patient_code"], PATIENT_NAME),
         (guest, appointment["guest_codes"][0], GUEST_NAME),
     ):
-        fill_join_form(person.page, code, name)
-        pass_device_check(person)
-        person.wait_state("ws-state", "^open$")
-        person.page.locator('[data-view="waiting"]').wait_for(state="visible")
-
-    log_in(doctor.page, seed["doctor"]["username"])
-    fill_join_form(doctor.page, appointment["doctor_code"])
-    pass_device_check(doctor)
+        join_waiting(person, code, name)
+    join_as_doctor(doctor, seed["doctor"]["username"], appointment["doctor_code"])
 
     # Both wait in the doctor's list, each with a role label, and are let in one by one.
     doctor.page.locator("[data-waiting-entry]").nth(1).wait_for(state="visible")

@@ -9,16 +9,15 @@ each side's remote certificate must be the other side's local one.
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from tests.e2e.test_call import (
     PATIENT_NAME,
-    fill_join_form,
-    log_in,
+    admit_and_connect,
+    join_as_doctor,
+    join_waiting,
     open_participant,
-    pass_device_check,
+    safety_code_of,
 )
 from tests.support.live import manage_json
 
@@ -83,12 +82,6 @@ async () => {
 """
 
 
-def code_of(fingerprints: set[str]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(fingerprints)).encode()).digest()
-    digits = f"{int.from_bytes(digest[:6], 'big') % 10**8:08d}"
-    return f"{digits[:4]} {digits[4:]}"
-
-
 @pytest.fixture(scope="module")
 def tampered_call(live_site, browser):
     server, seed = live_site
@@ -97,16 +90,10 @@ def tampered_call(live_site, browser):
     patient.page.context.add_init_script(TAMPER_JS)
     doctor = open_participant(browser, server.url)
 
-    fill_join_form(patient.page, appointment["patient_code"], PATIENT_NAME)
-    pass_device_check(patient)
-    patient.page.locator('[data-view="waiting"]').wait_for(state="visible")
-    log_in(doctor.page, seed["doctor"]["username"])
-    fill_join_form(doctor.page, appointment["doctor_code"])
-    pass_device_check(doctor)
-    doctor.page.locator('[data-role="admit-box"]').wait_for(state="visible")
-    doctor.page.locator('[data-action="admit"]').click()
+    join_waiting(patient, appointment["patient_code"], PATIENT_NAME)
+    join_as_doctor(doctor, seed["doctor"]["username"], appointment["doctor_code"])
+    admit_and_connect(doctor, patient)
     for participant in (doctor, patient):
-        participant.wait_state("connection-state", "^connected$")
         participant.wait_state("safety-code", r"^\d{4} \d{4}$")
     yield doctor, patient
     for participant in (doctor, patient):
@@ -129,7 +116,7 @@ def test_the_safety_code_is_the_one_of_the_certificates_dtls_used(tampered_call)
     for side in (mine, theirs):
         declared = side["localSdpLine"].removeprefix("a=fingerprint:")
         assert declared.lower() == side["local"][0].lower()
-    expected = code_of({*mine["local"], *mine["remote"]})
+    expected = safety_code_of({*mine["local"], *mine["remote"]})
     assert doctor.state("safety-code") == patient.state("safety-code") == expected
     assert patient.page.text_content('[data-role="safety-code"]') == expected
     for participant in (doctor, patient):

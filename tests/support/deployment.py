@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +84,21 @@ class Deployment:
             self.postgres.stop()
         if self.redis is not None:
             self.redis.stop()
+
+
+@contextmanager
+def two_servers(workdir: Path) -> Iterator[Deployment]:
+    """A deployment with two server processes sharing its PostgreSQL and Redis; stopped after.
+
+    For tests of what must hold across processes (a call split over both, one failing).
+    """
+    deployment = start_deployment(workdir)
+    try:
+        deployment.serve()
+        deployment.serve()
+        yield deployment
+    finally:
+        deployment.stop()
 
 
 def start_deployment(
