@@ -78,7 +78,7 @@ class Admission:
 @database_sync_to_async
 def _check_join(cookie_value: str | None, user) -> Admission:
     join = joinsession.read_join(cookie_value)
-    check = joinsession.check_join(join, user)
+    check = joinsession.check_connect(join, user)
     if not check.ok:
         return Admission(check)
     # A doctor is shown under the current account name, the others under the typed one.
