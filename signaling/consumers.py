@@ -73,17 +73,21 @@ class Admission:
     check: joinsession.JoinCheck
     join: joinsession.JoinData | None = None
     name: str = ""
+    found: presence.Snapshot | None = None  # who else is connected, read with the check
 
 
 @database_sync_to_async
 def _check_join(cookie_value: str | None, user) -> Admission:
+    """The join check and the presence snapshot in one thread hop (a connect's set-up
+    cost is mostly hops and round trips)."""
     join = joinsession.read_join(cookie_value)
     check = joinsession.check_connect(join, user)
     if not check.ok:
         return Admission(check)
     # A doctor is shown under the current account name, the others under the typed one.
     name = services.display_name_of(user) if join.is_doctor else join.display_name
-    return Admission(check, join, name)
+    found = presence.snapshot(check.appointment.pk, join.seat)
+    return Admission(check, join, name, found)
 
 
 class CallConsumer(AsyncWebsocketConsumer):
@@ -142,7 +146,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         self.appointment = admission.check.appointment
         self.join = join = admission.join
         self.group = presence.group_name(self.appointment.pk)
-        found = await _off_loop(presence.snapshot)(self.appointment.pk, join.seat)
+        found = admission.found
         resumed = await self._resume_or_revoke(found)
         appointment_id = self.appointment.pk
         me = room.Member(
