@@ -40,7 +40,7 @@ from consultations.models import Appointment
 
 logger = logging.getLogger("redconnect")
 
-TTL = 30  # seconds an entry (or a STALE marker) lives
+TTL = 60  # seconds an entry (or a STALE marker) lives; also covers a page's reconnects
 STALE = "stale"
 # A database read older than this is not stored: a marker set meanwhile may have expired.
 MAX_READ_AGE = 1.0

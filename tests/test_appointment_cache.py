@@ -86,3 +86,17 @@ def test_nothing_personal_is_cached(issued):
     stored = cache.get(appointment_cache.state_key(issued.appointment.pk))
     assert "Erika" not in repr(stored)
     assert issued.patient_code not in repr(stored)
+
+
+def test_the_embedded_cache_keeps_a_thousand_connections(settings):
+    """Django's locmem default (300 entries) would cull live presence entries."""
+    import uuid
+
+    from signaling import presence
+
+    assert settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
+    appointments = [uuid.uuid4() for _ in range(1000)]
+    for number, appointment in enumerate(appointments):
+        presence.announce(appointment, "patient", f"specific.x!{number}")
+    found = [presence.connected_channels(a, ("patient",)) for a in appointments]
+    assert all(found), sum(1 for f in found if not f)
