@@ -76,10 +76,15 @@ class Admission:
     found: presence.Snapshot | None = None  # who else is connected, read with the check
 
 
-@database_sync_to_async
-def _check_join(cookie_value: str | None, user) -> Admission:
+def _check_join_now(cookie_value: str | None, user) -> Admission:
     """The join check and the presence snapshot in one thread hop (a connect's set-up
-    cost is mostly hops and round trips)."""
+    cost is mostly hops and round trips).
+
+    Not thread-sensitive: Django runs every sync HTTP view of the process in its one
+    thread-sensitive thread, and a connect queued behind the joins there made call
+    set-up wait for HTTP. This touches only its own database connection (closed again
+    before and after, as channels' `database_sync_to_async` does) and the cache.
+    """
     join = joinsession.read_join(cookie_value)
     check = joinsession.check_connect(join, user)
     if not check.ok:
@@ -88,6 +93,9 @@ def _check_join(cookie_value: str | None, user) -> Admission:
     name = services.display_name_of(user) if join.is_doctor else join.display_name
     found = presence.snapshot(check.appointment.pk, join.seat)
     return Admission(check, join, name, found)
+
+
+_check_join = database_sync_to_async(_check_join_now, thread_sensitive=False)
 
 
 class CallConsumer(AsyncWebsocketConsumer):
