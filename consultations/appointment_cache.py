@@ -40,7 +40,7 @@ from consultations.models import Appointment
 
 logger = logging.getLogger("redconnect")
 
-TTL = 60  # seconds an entry (or a STALE marker) lives; also covers a page's reconnects
+TTL = 600  # seconds an entry (or a STALE marker) lives: a waiting room's reconnects too
 STALE = "stale"
 # A database read older than this is not stored: a marker set meanwhile may have expired.
 MAX_READ_AGE = 1.0
@@ -115,8 +115,9 @@ def _mark_stale(appointment_id) -> None:
     try:
         cache.set(state_key(appointment_id), STALE, timeout=TTL)
     except Exception:
-        # Never block a cancellation (Redis down: no connect passes anyway, they need the
-        # cache for presence); an entry left over expires at most TTL seconds later.
+        # Never block a cancellation. Redis down: no connect passes meanwhile (presence
+        # needs it too), and the live connections were not told either (the channel
+        # layer is down as well); an entry left over expires at most TTL seconds later.
         logger.warning("could not mark an appointment's cached state stale")
 
 
