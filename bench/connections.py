@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 
@@ -31,7 +32,7 @@ from _common import (
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from signaling import BaselineTarget, ProjectTarget, expect, open_socket
+from signaling import BaselineTarget, ProjectTarget, expect, open_socket, start_profiler
 
 
 async def open_waiting(target, cookies: dict) -> ClientConnection:
@@ -51,6 +52,12 @@ async def hold(socket: ClientConnection) -> str | None:
         return f"closed:{exc.rcvd.code if exc.rcvd else 'abnormal'}"
 
 
+def stop_profiler(profiler) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
+        profiler.wait(timeout=60)
+
+
 async def run_target(target, args) -> dict:
     probe = ProcessProbe(target.pid)
     started = time.perf_counter()
@@ -62,17 +69,21 @@ async def run_target(target, args) -> dict:
     await asyncio.sleep(args.settle)
     before = probe.memory()
     probe.mark("open_start")
+    profiler = start_profiler(target, args, "open")
     started = time.perf_counter()
     opened = await gather_limited(args.concurrency, (open_waiting(target, c) for c in cookies))
     open_s = time.perf_counter() - started
+    stop_profiler(profiler)
     sockets = [s for s in opened if isinstance(s, ClientConnection)]
     failures = [f"{type(f).__name__}: {str(f)[:80]}" for f in opened if isinstance(f, Exception)]
     await asyncio.sleep(args.settle)  # let the server settle (presence writes, buffers)
     after = probe.memory()
     probe.mark("hold_start")
+    profiler = start_profiler(target, args, "idle")
     holders = [asyncio.create_task(hold(s)) for s in sockets]
     await asyncio.sleep(args.hold)
     probe.mark("hold_end")
+    stop_profiler(profiler)
     dropped = [h.result() for h in holders if h.done()]
     alive = sum(1 for s, h in zip(sockets, holders, strict=True) if not h.done() and s.state == 1)
     final = probe.memory()
@@ -130,6 +141,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=100, help="joins/connects in flight")
     parser.add_argument("--only", choices=["project", "baseline"], help="run one server only")
     parser.add_argument("--settings", help="DJANGO_SETTINGS_MODULE for the project (A/B runs)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profiles of opening and holding into bench/results/profile-*-{open,idle}.txt",
+    )
     args = parser.parse_args()
     if args.quick:
         args.connections, args.hold, args.settle = 100, 2.0, 0.5

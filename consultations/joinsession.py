@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
-from consultations import permissions, services
+from consultations import appointment_cache, permissions, services
 from consultations.models import MAX_GUESTS, MAX_VALIDITY, Appointment, Membership
 from consultations.services import GUEST, PATIENT
 from redconnect import callcodes
@@ -148,6 +148,8 @@ def issue_join_cookie(
         codes_version=appointment.codes_version,
         hide_ip=hide_ip,
     )
+    if role != Membership.Role.DOCTOR:
+        appointment_cache.remember(appointment)  # the call page's WebSocket connect follows
     response.set_cookie(
         settings.JOIN_COOKIE_NAME,
         sign_join(data),
@@ -178,7 +180,7 @@ def clear_join_cookie(response: HttpResponse) -> None:
 class JoinCheck:
     """The outcome of re-checking a join session; `close_code` as in the contract."""
 
-    appointment: Appointment | None
+    appointment: Appointment | appointment_cache.AppointmentState | None
     close_code: int | None  # None: allowed; 4001: no valid session; 4003: not allowed
 
     @property
@@ -210,3 +212,16 @@ def check_join(join: JoinData | None, user) -> JoinCheck:
     elif join.codes_version != appointment.codes_version:
         return JoinCheck(None, NO_SESSION)
     return JoinCheck(appointment, None)
+
+
+def check_connect(join: JoinData | None, user) -> JoinCheck:
+    """`check_join` for a WebSocket connect: a patient's or guest's appointment comes
+    from the cache (`consultations.appointment_cache`, as safe as the database read);
+    its `appointment` is then an `AppointmentState` (pk, practice_id, expires_at,
+    codes_version). The doctor's connect is checked in the database, login and all."""
+    if join is None or join.is_doctor:
+        return check_join(join, user)
+    state = appointment_cache.state_of(join.appointment_id)
+    if state is None or not state.valid() or join.codes_version != state.codes_version:
+        return JoinCheck(None, NO_SESSION)
+    return JoinCheck(state, None)

@@ -7,11 +7,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "redconnect.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs configured Django)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from redconnect.origins import PublicOriginValidator  # noqa: E402
 from redconnect.static import SecureStaticFilesHandler  # noqa: E402
+from redconnect.wsauth import auth_stack  # noqa: E402  (needs configured Django)
 from signaling.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -19,6 +19,6 @@ application = ProtocolTypeRouter(
         # Static files come from the same process (no CDN, no second origin).
         "http": SecureStaticFilesHandler(django_asgi_app),  # with the pages' security headers
         # https: only the exact public origin (+ ALLOWED_ORIGINS); redconnect/origins.py
-        "websocket": PublicOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": PublicOriginValidator(auth_stack(URLRouter(websocket_urlpatterns))),
     }
 )

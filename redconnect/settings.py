@@ -324,7 +324,14 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # Django's default of 300 entries would cull live presence entries (one per
+            # connection) and the connects' appointment states from about 150 calls on.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
     CHANNEL_LAYERS = {
         # Channels' in-memory layer minus its per-message walk over all channels.
         "default": {

@@ -40,7 +40,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import translation
 from redis.exceptions import RedisError
 
 from board import live as board_live
@@ -73,17 +73,29 @@ class Admission:
     check: joinsession.JoinCheck
     join: joinsession.JoinData | None = None
     name: str = ""
+    found: presence.Snapshot | None = None  # who else is connected, read with the check
 
 
-@database_sync_to_async
-def _check_join(cookie_value: str | None, user) -> Admission:
+def _check_join_now(cookie_value: str | None, user) -> Admission:
+    """The join check and the presence snapshot in one thread hop (a connect's set-up
+    cost is mostly hops and round trips).
+
+    Not thread-sensitive: Django runs every sync HTTP view of the process in its one
+    thread-sensitive thread, and a connect queued behind the joins there made call
+    set-up wait for HTTP. This touches only its own database connection (closed again
+    before and after, as channels' `database_sync_to_async` does) and the cache.
+    """
     join = joinsession.read_join(cookie_value)
-    check = joinsession.check_join(join, user)
+    check = joinsession.check_connect(join, user)
     if not check.ok:
         return Admission(check)
     # A doctor is shown under the current account name, the others under the typed one.
     name = services.display_name_of(user) if join.is_doctor else join.display_name
-    return Admission(check, join, name)
+    found = presence.snapshot(check.appointment.pk, join.seat)
+    return Admission(check, join, name, found)
+
+
+_check_join = database_sync_to_async(_check_join_now, thread_sensitive=False)
 
 
 class CallConsumer(AsyncWebsocketConsumer):
@@ -96,7 +108,8 @@ class CallConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         self.frames: deque[float] = deque()
-        self.tasks: list[asyncio.Task] = []
+        # Running tasks and the heartbeat's timer: cancelled when the connection ends.
+        self.tasks: set[asyncio.Task | asyncio.TimerHandle] = set()
         try:
             await super().__call__(scope, receive, send)
         except LAYER_DOWN as exc:
@@ -111,7 +124,7 @@ class CallConsumer(AsyncWebsocketConsumer):
                 pass
         finally:
             # Also when the server cancels the connection without a disconnect event.
-            for task in self.tasks:
+            for task in list(self.tasks):
                 task.cancel()
             presence.let_expire(getattr(self, "channel_name", ""))
 
@@ -141,7 +154,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         self.appointment = admission.check.appointment
         self.join = join = admission.join
         self.group = presence.group_name(self.appointment.pk)
-        found = await _off_loop(presence.snapshot)(self.appointment.pk, join.seat)
+        found = admission.found
         resumed = await self._resume_or_revoke(found)
         appointment_id = self.appointment.pk
         me = room.Member(
@@ -163,15 +176,15 @@ class CallConsumer(AsyncWebsocketConsumer):
         presence.keep_alive(appointment_id, join.seat, self.channel_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
         others = {channel for seat, channel in found.channels.items() if seat != join.seat}
-        self.tasks.append(asyncio.create_task(self._heartbeat()))
+        self._start_heartbeat()
         if others:
             # The known connections answer our hello; welcome once they have (or soon).
-            self.tasks.append(asyncio.create_task(self._welcome_after_grace()))
+            self._spawn(self._welcome_after_grace())
         await self._carry_out(self.room.hello(others))
         await self._report_to_board()
 
     async def disconnect(self, code) -> None:
-        for task in self.tasks:
+        for task in list(self.tasks):
             task.cancel()
         if self.room is None:
             return  # refused at connect: never joined anything
@@ -254,7 +267,7 @@ class CallConsumer(AsyncWebsocketConsumer):
 
     async def _close(self, code: int) -> None:
         presence.let_expire(self.channel_name)
-        for task in self.tasks:
+        for task in list(self.tasks):
             if task is not asyncio.current_task():
                 task.cancel()
         await self.close(code=code)
@@ -373,20 +386,46 @@ class CallConsumer(AsyncWebsocketConsumer):
             await self._carry_out(self.room.on_reissued(event["version"]))
 
     # --- Heartbeat -----------------------------------------------------------------------
+    #
+    # Why a timer callback and not a task per connection: a waiting patient alone in its
+    # room has nothing to do at a beat but compare two numbers. A sleeping task costs a
+    # coroutine frame, a future and a task step per beat; `call_later` only a timer
+    # handle, and a task is spawned only for a beat that sends something (a ping, a
+    # dropped peer, the appointment's end). Timers keep each connection's own phase, so
+    # the pings of many calls stay spread over the interval instead of arriving in bursts.
+    # No cache call here: the presence entry is refreshed by the process's
+    # `presence.PresenceRefresher`, one `set_many` for all connections.
 
-    async def _heartbeat(self) -> None:
-        """Ping the others, drop silent ones, end with the appointment.
+    def _start_heartbeat(self) -> None:
+        self.beat_interval = _timing("SIGNALING_HEARTBEAT_INTERVAL", presence.HEARTBEAT_INTERVAL)
+        self.peer_timeout = _timing("SIGNALING_PEER_TIMEOUT", presence.PEER_TIMEOUT)
+        self.ends_at = self.appointment.expires_at.timestamp()
+        self._schedule_beat()
 
-        No cache call here: the presence entry is refreshed by the process's
-        `presence.PresenceRefresher`, one `set_many` for all connections.
-        """
-        interval = _timing("SIGNALING_HEARTBEAT_INTERVAL", presence.HEARTBEAT_INTERVAL)
-        timeout = _timing("SIGNALING_PEER_TIMEOUT", presence.PEER_TIMEOUT)
-        while True:
-            await asyncio.sleep(interval)
-            if timezone.now() >= self.appointment.expires_at:
-                await self.close(code=protocol.CLOSE_NO_SESSION)
-                return
-            await self._carry_out(self.room.on_tick(time.monotonic(), timeout))
-            if self.room.wants_ping():
-                await self._group_send(self.room.ping_event())
+    def _schedule_beat(self) -> None:
+        timer = asyncio.get_running_loop().call_later(self.beat_interval, self._beat)
+        self.tasks.discard(getattr(self, "beat_timer", None))
+        self.beat_timer = timer
+        self.tasks.add(timer)
+
+    def _beat(self) -> None:
+        """Ping the others, drop silent ones, end with the appointment."""
+        self.tasks.discard(self.beat_timer)
+        if time.time() >= self.ends_at:
+            self._spawn(self.close(code=protocol.CLOSE_NO_SESSION))
+            return
+        actions = self.room.on_tick(time.monotonic(), self.peer_timeout) if self.room.others else []
+        ping = self.room.wants_ping()
+        if actions or ping:
+            self._spawn(self._beat_work(actions, ping))
+        self._schedule_beat()
+
+    async def _beat_work(self, actions: list[room.Action], ping: bool) -> None:
+        await self._carry_out(actions)
+        if ping and self.room.wants_ping():
+            await self._group_send(self.room.ping_event())
+
+    def _spawn(self, work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

@@ -48,6 +48,7 @@ _FINGERPRINT = re.compile(
     re.IGNORECASE,
 )
 _CRYPTO = re.compile(r"a=crypto:", re.IGNORECASE)
+_LINE_END = re.compile(r"[\r\n]")
 
 ERROR_MESSAGES = {
     callcodes.BAD_MESSAGE: _("The message could not be understood."),
@@ -169,9 +170,7 @@ def _fingerprints_consistent(sdp: str) -> bool:
     Lines for different hash functions (aiortc sends sha-256, sha-384, sha-512) are fine.
     """
     values: dict[str, str] = {}
-    for line in re.split(r"\r\n|\n|\r", sdp):
-        if not _FINGERPRINT_LINE.match(line):
-            continue
+    for line in _fingerprint_lines(sdp):
         match = _FINGERPRINT.fullmatch(line)
         if match is None:
             return False
@@ -179,6 +178,21 @@ def _fingerprints_consistent(sdp: str) -> bool:
         if values.setdefault(function, value) != value:
             return False
     return bool(values)
+
+
+def _fingerprint_lines(sdp: str):
+    """The lines (split at CRLF, LF or CR) that start with `a=fingerprint:`.
+
+    Why not split the SDP into lines: an offer has dozens of lines and one to three
+    fingerprints; finding the fingerprints and cutting out their lines is a third of the
+    work (the checks were most of an offer's relay cost).
+    """
+    for hit in _FINGERPRINT_LINE.finditer(sdp):
+        start = hit.start()
+        if start and sdp[start - 1] not in "\r\n":
+            continue  # inside a line, not at its start
+        end = _LINE_END.search(sdp, start)
+        yield sdp[start : end.start() if end else len(sdp)]
 
 
 def encode(message: dict) -> str:

@@ -66,3 +66,30 @@ def test_well_formed_fingerprints_are_accepted(sdp):
 
 def test_an_sdp_without_fingerprint_stays_refused():
     assert refused(make_sdp().replace(FINGERPRINT + "\r\n", ""))
+
+
+def _lines_by_split(sdp: str) -> list[str]:
+    """The definition the fast finder must keep: split at CRLF, LF or CR, keep the
+    lines that start with `a=fingerprint:` (any case)."""
+    import re
+
+    return [
+        line for line in re.split(r"\r\n|\n|\r", sdp) if line.lower().startswith("a=fingerprint:")
+    ]
+
+
+def test_the_fingerprint_line_finder_is_the_line_split():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(
+        ["a=fingerprint:", "A=FINGERPRINT:", "\r", "\n", "\r\n", " ", "sha-256", "AB:", "x", "a="]
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(pieces, max_size=20))
+    def check(parts):
+        sdp = "".join(parts)
+        assert list(protocol._fingerprint_lines(sdp)) == _lines_by_split(sdp)
+
+    check()
