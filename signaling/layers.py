@@ -31,14 +31,23 @@ delivery path:
    in any process) and delivers to its own members the same way. Such messages are
    never serialised and never touch Redis — nothing of them exists outside the
    process's memory.
-2. **Redis as the cross-process fallback.** A channel of another process is sent to
-   through Redis exactly as `RedisChannelLayer` does (same keys, same capacity check,
-   encrypted by its serializer), but in one round trip (a Lua script instead of four
-   commands).
+2. **Redis as the cross-process fallback, one round trip per event-loop pass.** A
+   channel of another process is sent to through Redis with `RedisChannelLayer`'s keys,
+   capacity check and encryption (one Fernet token per message), but the sends of one
+   event-loop pass are not one command each: they wait in the process' outbox for their
+   Redis host, and one writer task per host puts them all into Redis with one Lua call
+   (`BATCH_SEND_SCRIPT`: per message drop expired, check capacity, add; per queue refresh
+   the expiry). The script answers one flag per message, which resolves the future its
+   sender awaits: a full queue raises `ChannelFull` in exactly that sender, the others
+   of the batch are delivered. While a batch is in flight the next one collects, so
+   under load the batches grow instead of the round trips multiplying (the mirror of the
+   pump). One writer per host and strictly increasing scores keep the order of all of a
+   process' sends to one queue.
 3. **One reader per process.** Instead of consumers taking turns on a lock, one pump
-   task per process pops its Redis queue in batches (`ZPOPMIN key 256`, blocking with
-   `BZPOPMIN` only when it is empty) and hands each message to the mailbox of its
-   channel. Its in-flight backup queue is gone: it protected messages against a
+   task per process pops its Redis queue in batches (`BZMPOP … MIN COUNT 256`: blocks
+   while the queue is empty and takes everything there in one round trip; Redis < 7
+   has no BZMPOP, there `ZPOPMIN key 256` and `BZPOPMIN`) and hands each message to
+   the mailbox of its channel. Its in-flight backup queue is gone: it protected messages against a
    *consumer's* cancelled receive, and the pump is never cancelled while the process
    serves (a process that dies loses its queue's messages either way: their consumers
    died with it).
@@ -70,7 +79,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 logger = logging.getLogger("redconnect")
 
@@ -98,36 +107,40 @@ class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
 POOL_SIZE = 64  # connections per process and Redis host
 POOL_WAIT = 5.0  # seconds a command waits for a free connection before it fails
 PUMP_BATCH = 256  # messages popped from the process queue per round trip
+SEND_BATCH = 256  # messages written to Redis per round trip (the rest: the next one)
+SCORE_STEP = 1e-6  # seconds between two scores of one process (> a double's ulp at 2e9)
 PUMP_READ_MARGIN = 5.0  # seconds the pump's read waits beyond BZPOPMIN's own timeout
 SWEEP_INTERVAL = 5.0  # seconds between two walks that drop expired mail and idle mailboxes
 
-# One round trip per cross-process send: the four commands of RedisChannelLayer.send
-# (drop expired, check capacity, add, refresh the key's expiry), atomically.
-SEND_SCRIPT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-    return 1
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 0
-"""
-# The same for a group's members on one Redis host: KEYS are the process queues,
-# ARGV the message for each, then each capacity, then now, oldest kept score, expiry.
-GROUP_SEND_SCRIPT = """
+# All pending cross-process sends of one process to one Redis host, in one round trip.
+# KEYS: the queue of each message, in send order (a queue may repeat); ARGV: the
+# messages, then each one's capacity, then each one's score, then the oldest kept score
+# and the expiry. Answers one character per message: "0" added, "1" the queue was full.
+BATCH_SEND_SCRIPT = """
 local n = #KEYS
-local now, oldest, expiry = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
-local over = 0
+local oldest, expiry = ARGV[3 * n + 1], ARGV[3 * n + 2]
+local cleaned, added, flags = {}, {}, {}
 for i = 1, n do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
-    if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[n + i]) then
-        redis.call('ZADD', KEYS[i], now, ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
+    local key = KEYS[i]
+    if not cleaned[key] then
+        redis.call('ZREMRANGEBYSCORE', key, 0, oldest)
+        cleaned[key] = true
+    end
+    if redis.call('ZCARD', key) < tonumber(ARGV[n + i]) then
+        redis.call('ZADD', key, ARGV[2 * n + i], ARGV[i])
+        if not added[key] then
+            added[key] = true
+            added[#added + 1] = key
+        end
+        flags[i] = '0'
     else
-        over = over + 1
+        flags[i] = '1'
     end
 end
-return over
+for i = 1, #added do
+    redis.call('EXPIRE', added[i], expiry)
+end
+return table.concat(flags)
 """
 
 
@@ -148,6 +161,18 @@ class _Mailbox:
         return not self.messages and not self.waiters
 
 
+class _Outbox:
+    """Cross-process sends to one Redis host waiting for their round trip, and the task
+    that writes them (None while the outbox is empty)."""
+
+    __slots__ = ("entries", "writer")
+
+    def __init__(self) -> None:
+        # (queue key, serialised message, capacity, score, the sender's future)
+        self.entries: deque[tuple[bytes | str, bytes, int, float, asyncio.Future]] = deque()
+        self.writer: asyncio.Task | None = None
+
+
 class LocalFirstRedisChannelLayer(RedisChannelLayer):
     """`RedisChannelLayer` that delivers in-process when it can and reads with one pump."""
 
@@ -161,6 +186,11 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         self.dropped = 0  # messages from Redis for a local channel that was full
         self._next_sweep = 0.0
         self.local_prefix = f"specific.{self.client_prefix}!"
+        self.outboxes: dict[int, _Outbox] = {}  # Redis host index → its pending sends
+        self.outbox_loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0  # round trips that wrote cross-process sends (tests, benchmarks)
+        self._last_score = 0.0
+        self._bzmpop = True  # Redis >= 7; cleared at the first "unknown command"
 
     def create_pool(self, index: int):
         host = dict(self.hosts[index])
@@ -241,21 +271,102 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         else:
             index = next(self._send_index_generator)
             key = self.prefix + channel
-        now = time.time()
-        full = await self._script(
-            index,
-            SEND_SCRIPT,
-            [key],
-            [
-                self.serialize(message),
-                now,
-                int(now) - int(self.expiry),
-                self.get_capacity(channel),
-                int(self.expiry),
-            ],
-        )
+        entry = (key, self.serialize(message), self.get_capacity(channel))
+        (full,) = await self._put(index, [entry])
         if full:
             raise ChannelFull()
+
+    # --- The outbox: one round trip per Redis host and event-loop pass -------------------
+
+    def _score(self) -> float:
+        """The send time, strictly increasing within the process: the pump pops by score,
+        and equal scores would pop in the order of the messages' random prefixes."""
+        now = time.time()
+        score = now if now > self._last_score else self._last_score + SCORE_STEP
+        self._last_score = score
+        return score
+
+    def _outbox(self, index: int) -> _Outbox | None:
+        """This loop's outbox for a Redis host; None for a loop that may not use them (a
+        second loop running at the same time, e.g. `async_to_sync` in a thread: the
+        writer and the senders' futures belong to the first)."""
+        loop = asyncio.get_running_loop()
+        if self.outbox_loop is not loop:
+            previous = self.outbox_loop
+            if previous is not None and previous.is_running() and not previous.is_closed():
+                return None
+            self.outbox_loop, self.outboxes = loop, {}  # a new loop (tests run one per test)
+        outbox = self.outboxes.get(index)
+        if outbox is None:
+            outbox = self.outboxes[index] = _Outbox()
+        return outbox
+
+    async def _put(self, index: int, entries: list[tuple]) -> list[bool]:
+        """Queue messages for one Redis host and wait for the round trip that writes them;
+        True for each message whose queue was full (its sender raises ChannelFull)."""
+        outbox = self._outbox(index)
+        if outbox is None:
+            return await self._write(index, [(*entry, self._score(), None) for entry in entries])
+        loop = asyncio.get_running_loop()
+        futures = []
+        for key, payload, capacity in entries:
+            future = loop.create_future()
+            outbox.entries.append((key, payload, capacity, self._score(), future))
+            futures.append(future)
+        if outbox.writer is None:
+            # Its first step runs in the next pass of the loop: every send made in this
+            # pass is in the outbox by then and goes in the same round trip.
+            outbox.writer = loop.create_task(self._writer(index, outbox))
+        if len(futures) == 1:
+            return [await futures[0]]
+        return await asyncio.gather(*futures)
+
+    async def _writer(self, index: int, outbox: _Outbox) -> None:
+        """Write the outbox until it is empty, up to SEND_BATCH messages per round trip;
+        what arrives while one is in flight goes in the next (one writer per host keeps
+        the process' sends to a queue in order)."""
+        batch: list[tuple] = []
+        try:
+            while outbox.entries:
+                batch = [
+                    outbox.entries.popleft() for _ in range(min(SEND_BATCH, len(outbox.entries)))
+                ]
+                try:
+                    flags = await self._write(index, batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # each sender raises it (consumers: 4503)
+                    for entry in batch:
+                        if not entry[4].done():
+                            entry[4].set_exception(_send_failed(error))
+                    continue
+                for entry, full in zip(batch, flags, strict=True):
+                    if not entry[4].done():  # a cancelled sender: its message went anyway
+                        entry[4].set_result(full)
+                batch = []
+        except asyncio.CancelledError:  # the loop is closing: nobody will write these
+            for entry in (*batch, *outbox.entries):
+                entry[4].cancel()
+            outbox.entries.clear()
+            raise
+        finally:
+            outbox.writer = None
+
+    async def _write(self, index: int, batch: list[tuple]) -> list[bool]:
+        keys = [entry[0] for entry in batch]
+        args = [entry[1] for entry in batch]
+        args += [entry[2] for entry in batch]
+        args += [entry[3] for entry in batch]
+        args += [int(time.time()) - int(self.expiry), int(self.expiry)]
+        flags = await self._script(index, BATCH_SEND_SCRIPT, keys, args)
+        self.batches += 1
+        return [flag == 49 for flag in flags]  # b"1": that message's queue was full
+
+    async def _drain_outboxes(self) -> None:
+        """Let this loop's pending sends reach Redis (before its pools close)."""
+        if self.outbox_loop is asyncio.get_running_loop():
+            writers = [o.writer for o in self.outboxes.values() if o.writer is not None]
+            await asyncio.gather(*writers, return_exceptions=True)
 
     async def _script(self, index: int, script: str, keys: list, args: list):
         connection = self.connection(index)
@@ -319,14 +430,17 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
             await self._group_send_through_redis(group, remote, message)
 
     async def _group_send_through_redis(self, group: str, channels: list, message: dict) -> None:
+        # One message per process queue, listing that process' members of the group.
         by_host, messages, capacities = self._map_channel_keys_to_connection(channels, message)
-        now = time.time()
-        tail = [now, int(now) - int(self.expiry), int(self.expiry)]
-        for index, keys in by_host.items():
-            args = [messages[k] for k in keys] + [capacities[k] for k in keys] + tail
-            over = await self._script(index, GROUP_SEND_SCRIPT, keys, args)
-            if over:
-                logger.info("%s process queue(s) of a call group over capacity", over)
+        results = await asyncio.gather(
+            *(
+                self._put(index, [(key, messages[key], capacities[key]) for key in keys])
+                for index, keys in by_host.items()
+            )
+        )
+        over = sum(sum(flags) for flags in results)
+        if over:
+            logger.info("%s process queue(s) of a call group over capacity", over)
 
     # --- The pump: one reader of the process's Redis queue -------------------------------
 
@@ -365,18 +479,34 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         connection = self._pump_client(index)
         try:
             while True:
-                popped = await connection.zpopmin(key, PUMP_BATCH)
-                if not popped:
-                    found = await connection.bzpopmin(key, timeout=self.brpop_timeout)
-                    if found is None:
-                        continue
-                    popped = [(found[1], found[2])]
-                self._dispatch(popped)
+                popped = await self._pop(connection, key)
+                if popped:
+                    self._dispatch(popped)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             if not self._stopping:
                 self._fail_receivers(error)
+
+    async def _pop(self, connection: aioredis.Redis, key: str) -> list:
+        """Up to PUMP_BATCH (message, score) pairs of the queue, oldest first, waiting up
+        to brpop_timeout for one: one round trip (BZMPOP), on Redis < 7 one or two."""
+        if self._bzmpop:
+            try:
+                found = await connection.bzmpop(
+                    self.brpop_timeout, 1, [key], min=True, count=PUMP_BATCH
+                )
+            except ResponseError as error:
+                if "unknown command" not in str(error).lower():
+                    raise
+                self._bzmpop = False
+            else:
+                return found[1] if found else []
+        popped = await connection.zpopmin(key, PUMP_BATCH)
+        if popped:
+            return popped
+        found = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+        return [(found[1], found[2])] if found else []
 
     def _dispatch(self, popped: list) -> None:
         now = time.time()
@@ -443,11 +573,13 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
             self.pumps, self.pump_clients, self._stopping = {}, {}, False
 
     async def flush(self) -> None:
+        await self._drain_outboxes()
         await self._stop_pumps()
         self.mailboxes = {}
         await super().flush()
 
     async def close_pools(self) -> None:
+        await self._drain_outboxes()
         await self._stop_pumps()
         await super().close_pools()
 
@@ -456,5 +588,18 @@ def _unavailable(error: Exception) -> RedisConnectionError:
     """A fresh exception per receiver (one instance raised in many tasks would share and
     grow one traceback); a redis-py error, so the consumer closes with 4503."""
     failure = RedisConnectionError(f"channel layer receive failed: {type(error).__name__}")
+    failure.__cause__ = error
+    return failure
+
+
+def _send_failed(error: Exception) -> Exception:
+    """A fresh exception per sender of a failed batch (see _unavailable); a Redis error
+    stays one of its class, so the consumer closes with 4503."""
+    if not isinstance(error, RedisError):
+        return error
+    try:
+        failure = type(error)(f"channel layer send failed: {error}")
+    except Exception:  # an error class with another signature
+        failure = RedisConnectionError(f"channel layer send failed: {type(error).__name__}")
     failure.__cause__ = error
     return failure
