@@ -16,6 +16,9 @@ Servers (`--only a,b,…`):
   redis_2p_colocated  two processes, both participants of a call on the same one (what a
                       routing key and nginx `hash … consistent` would give); calls alternate
   redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
+  project_redis_unbatched, redis_2p_spread_unbatched
+                      our layer without batched cross-process sends (one Lua round trip per
+                      send, the pump on ZPOPMIN + BZPOPMIN): the A/B of the outbox
   core_2p_spread      … and with two processes, spread
   redis_pubsub        one process on channels_redis' RedisPubSubChannelLayer
   pubsub_2p_spread    … and with two processes, spread
@@ -73,6 +76,7 @@ from websockets.exceptions import ConnectionClosed
 CANDIDATES = 20
 CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 14)
 PUBSUB = "bench.settings_pubsub"  # channels_redis' RedisPubSubChannelLayer
+UNBATCHED = "bench.settings_unbatched"  # our layer, one round trip per cross-process send
 # Chrome's frames are ~3-4 KiB for an audio+video+data offer; the exact text does not
 # matter to a relay, its size and the fingerprint line do.
 SDP = (
@@ -728,6 +732,12 @@ def main() -> int:
         ),
         "redis_2p_colocated": lambda: ProjectTarget(
             "redis_2p_colocated", True, True, args.settings, 2, "colocated"
+        ),
+        "project_redis_unbatched": lambda: ProjectTarget(
+            "project_redis_unbatched", True, True, UNBATCHED
+        ),
+        "redis_2p_spread_unbatched": lambda: ProjectTarget(
+            "redis_2p_spread_unbatched", True, True, UNBATCHED, 2, "spread"
         ),
         "redis_core": lambda: ProjectTarget("redis_core", True, True, CORE),
         "core_2p_spread": lambda: ProjectTarget("core_2p_spread", True, True, CORE, 2),

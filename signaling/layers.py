@@ -184,6 +184,7 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         self._stopping = False
         self.pump_loop: asyncio.AbstractEventLoop | None = None
         self.dropped = 0  # messages from Redis for a local channel that was full
+        self.undecodable = 0  # members of the process queue that did not decrypt
         self._next_sweep = 0.0
         self.local_prefix = f"specific.{self.client_prefix}!"
         self.outboxes: dict[int, _Outbox] = {}  # Redis host index → its pending sends
@@ -515,8 +516,18 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         for member, score in popped:
             if float(score) < oldest:
                 continue  # older than `expiry`: stale, as RedisChannelLayer.send drops it
-            message = self.deserialize(member)
-            target = message.pop("__asgi_channel__")
+            try:
+                message = self.deserialize(member)
+                target = message.pop("__asgi_channel__")
+            except Exception:  # any undecodable member, whatever raised
+                # Not a reason to fail every receiver of the process (4503 for all calls)
+                # over and over: drop it. Usually a process with another layer key.
+                self.undecodable += 1
+                logger.warning(
+                    "a message in the process queue could not be decrypted and was dropped "
+                    "(is CHANNEL_LAYER_KEY the same in every server process?)"
+                )
+                continue
             expires = float(score) + self.expiry
             if isinstance(target, str):
                 self._deliver_from_redis(target, message, expires)

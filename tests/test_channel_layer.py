@@ -557,3 +557,24 @@ async def test_the_pump_reads_a_redis_without_bzmpop(redis6_server):
     finally:
         await receiver.flush()
         await sender.close_pools()
+
+
+async def test_an_undecryptable_message_is_dropped_not_fatal(layer_config, redis_server):
+    """A member of the process queue that does not decrypt (a process with another layer
+    key) is dropped and logged; the receivers keep receiving (no 4503 for every call)."""
+    config = layer_config["CONFIG"]
+    receiver = LocalFirstRedisChannelLayer(**config)
+    stranger = LocalFirstRedisChannelLayer(**{**config, "symmetric_encryption_keys": ["other"]})
+    sender = LocalFirstRedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(0.2)  # the pump waits on the process queue
+        await stranger.send(channel, {"type": "call.ping", "n": "foreign"})
+        await sender.send(channel, {"type": "call.ping", "n": "ours"})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == "ours"
+        assert receiver.undecodable == 1
+    finally:
+        await receiver.flush()
+        await stranger.close_pools()
+        await sender.close_pools()
