@@ -578,3 +578,69 @@ async def test_an_undecryptable_message_is_dropped_not_fatal(layer_config, redis
         await receiver.flush()
         await stranger.close_pools()
         await sender.close_pools()
+
+
+# --- Encryption format (signaling.layers.AeadSerializer) ----------------------------------
+
+
+def test_layer_messages_are_sealed_with_unique_nonces_and_authenticated():
+    config = {"symmetric_encryption_keys": ["test-layer-key"], "expiry": 30}
+    one = LocalFirstRedisChannelLayer(**config)
+    message = {"type": "call.relay", "text": "a=fingerprint:secret-sdp"}
+    sealed = [one.serialize(message) for _ in range(3)]
+    assert len(set(sealed)) == 3  # unique members of the sorted set
+    assert all(b"secret-sdp" not in member and b"call.relay" not in member for member in sealed)
+    nonces = {member[20:32] for member in sealed}
+    assert len(nonces) == 3
+    # Another process (another salt) reads them; a flipped byte anywhere is refused.
+    other = LocalFirstRedisChannelLayer(**config)
+    assert other.deserialize(sealed[0]) == message
+    for position in (5, 25, 35, len(sealed[0]) - 1):
+        tampered = bytearray(sealed[0])
+        tampered[position] ^= 1
+        with pytest.raises(ValueError):
+            other.deserialize(bytes(tampered))
+    # A process with another key cannot read them.
+    with pytest.raises(ValueError):
+        LocalFirstRedisChannelLayer(symmetric_encryption_keys=["other"]).deserialize(sealed[0])
+
+
+def test_a_forked_process_draws_a_new_salt():
+    """Salt + message number are the nonce: a child process must not continue the
+    parent's numbers under the parent's salt (nonce reuse breaks AES-GCM)."""
+    layer = LocalFirstRedisChannelLayer(symmetric_encryption_keys=["test-layer-key"])
+    before = layer.serialize({"type": "x"})
+    layer._serializer.pid = -1  # what os.getpid() answers differently in a child
+    after = layer.serialize({"type": "x"})
+    assert before[4:20] != after[4:20]
+
+
+def test_key_rotation_and_the_time_window(monkeypatch):
+    old = LocalFirstRedisChannelLayer(symmetric_encryption_keys=["old-key"], expiry=30)
+    rotated = LocalFirstRedisChannelLayer(
+        symmetric_encryption_keys=["new-key", "old-key"], expiry=30
+    )
+    sealed = old.serialize({"type": "call.ping", "n": 1})
+    assert rotated.deserialize(sealed)["n"] == 1  # every listed key decrypts
+    with pytest.raises(ValueError):  # the first key encrypts: a process on old only
+        old.deserialize(rotated.serialize({"type": "x"}))
+    now = layers.time.time()
+    monkeypatch.setattr(layers.time, "time", lambda: now + 30 + 11)
+    with pytest.raises(ValueError):  # older than expiry + 10 s: a replay, refused
+        rotated.deserialize(sealed)
+
+
+async def test_a_process_of_the_previous_release_is_still_understood(layer_config):
+    """Rolling restart: channels_redis' own Fernet tokens (what the previous release and
+    RedisChannelLayer write) are still read by the pump."""
+    from channels_redis.core import RedisChannelLayer
+
+    config = layer_config["CONFIG"]
+    receiver, previous = LocalFirstRedisChannelLayer(**config), RedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        await previous.send(channel, {"type": "call.ping", "n": "fernet"})
+        assert (await asyncio.wait_for(receiver.receive(channel), 5))["n"] == "fernet"
+    finally:
+        await receiver.flush()
+        await previous.close_pools()
