@@ -18,7 +18,8 @@ Servers (`--only a,b,…`):
   redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
   project_redis_unbatched, redis_2p_spread_unbatched
                       our layer without batched cross-process sends (one Lua round trip per
-                      send, the pump on ZPOPMIN + BZPOPMIN): the A/B of the outbox
+                      send, the pump on ZPOPMIN + BZPOPMIN, Fernet): the layer before batching
+  redis_2p_spread_fernet  today's layer (batched) with Fernet instead of AES-GCM
   core_2p_spread      … and with two processes, spread
   redis_pubsub        one process on channels_redis' RedisPubSubChannelLayer
   pubsub_2p_spread    … and with two processes, spread
@@ -77,6 +78,7 @@ CANDIDATES = 20
 CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 14)
 PUBSUB = "bench.settings_pubsub"  # channels_redis' RedisPubSubChannelLayer
 UNBATCHED = "bench.settings_unbatched"  # our layer, one round trip per cross-process send
+FERNET = "bench.settings_fernet"  # our layer, batched, Fernet instead of AES-GCM
 # Chrome's frames are ~3-4 KiB for an audio+video+data offer; the exact text does not
 # matter to a relay, its size and the fingerprint line do.
 SDP = (
@@ -738,6 +740,9 @@ def main() -> int:
         ),
         "redis_2p_spread_unbatched": lambda: ProjectTarget(
             "redis_2p_spread_unbatched", True, True, UNBATCHED, 2, "spread"
+        ),
+        "redis_2p_spread_fernet": lambda: ProjectTarget(
+            "redis_2p_spread_fernet", True, True, FERNET, 2, "spread"
         ),
         "redis_core": lambda: ProjectTarget("redis_core", True, True, CORE),
         "core_2p_spread": lambda: ProjectTarget("core_2p_spread", True, True, CORE, 2),
