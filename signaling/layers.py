@@ -33,7 +33,7 @@ delivery path:
    process's memory.
 2. **Redis as the cross-process fallback, one round trip per event-loop pass.** A
    channel of another process is sent to through Redis with `RedisChannelLayer`'s keys,
-   capacity check and encryption (one Fernet token per message), but the sends of one
+   capacity check, encrypted per message (`AeadSerializer`), but the sends of one
    event-loop pass are not one command each: they wait in the process' outbox for their
    Redis host, and one writer task per host puts them all into Redis with one Lua call
    (`BATCH_SEND_SCRIPT`: per message drop expired, check capacity, add; per queue refresh
@@ -371,7 +371,7 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
 
     def _score(self) -> float:
         """The send time, strictly increasing within the process: the pump pops by score,
-        and equal scores would pop in the order of the messages' random prefixes."""
+        and equal scores would pop in the byte order of the members, not the send order."""
         now = time.time()
         score = now if now > self._last_score else self._last_score + SCORE_STEP
         self._last_score = score
