@@ -20,6 +20,10 @@ Servers (`--only a,b,…`):
                       (joins go straight to the processes, alternating); reports where the
                       calls landed and nginx's own CPU (not in the server CPU figures)
   redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
+  project_redis_unbatched, redis_2p_spread_unbatched
+                      our layer without batched cross-process sends (one Lua round trip per
+                      send, the pump on ZPOPMIN + BZPOPMIN, Fernet): the layer before batching
+  redis_2p_spread_fernet  today's layer (batched) with Fernet instead of AES-GCM
   core_2p_spread      … and with two processes, spread
   redis_pubsub        one process on channels_redis' RedisPubSubChannelLayer
   pubsub_2p_spread    … and with two processes, spread
@@ -82,6 +86,8 @@ from tests.support.tlsserver import run_nginx
 CANDIDATES = 20
 CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 14)
 PUBSUB = "bench.settings_pubsub"  # channels_redis' RedisPubSubChannelLayer
+UNBATCHED = "bench.settings_unbatched"  # our layer, one round trip per cross-process send
+FERNET = "bench.settings_fernet"  # our layer, batched, Fernet instead of AES-GCM
 # Chrome's frames are ~3-4 KiB for an audio+video+data offer; the exact text does not
 # matter to a relay, its size and the fingerprint line do.
 SDP = (
@@ -812,6 +818,15 @@ def main() -> int:
             "redis_2p_colocated", True, True, args.settings, 2, "colocated"
         ),
         "redis_2p_nginx": lambda: NginxTarget("redis_2p_nginx", args.settings),
+        "project_redis_unbatched": lambda: ProjectTarget(
+            "project_redis_unbatched", True, True, UNBATCHED
+        ),
+        "redis_2p_spread_unbatched": lambda: ProjectTarget(
+            "redis_2p_spread_unbatched", True, True, UNBATCHED, 2, "spread"
+        ),
+        "redis_2p_spread_fernet": lambda: ProjectTarget(
+            "redis_2p_spread_fernet", True, True, FERNET, 2, "spread"
+        ),
         "redis_core": lambda: ProjectTarget("redis_core", True, True, CORE),
         "core_2p_spread": lambda: ProjectTarget("core_2p_spread", True, True, CORE, 2),
         "redis_pubsub": lambda: ProjectTarget("redis_pubsub", True, True, PUBSUB),

@@ -324,3 +324,323 @@ async def test_an_idle_process_keeps_receiving(layer_config):
     finally:
         await receiver.flush()
         await sender.close_pools()
+
+
+# --- Batched cross-process sends (signaling.layers: the outbox) ---------------------------
+
+
+async def test_sends_of_one_pass_share_one_round_trip_and_only_a_full_queue_refuses(
+    layer_config,
+):
+    """One event-loop pass of sends to two processes: one Lua call, and the process whose
+    queue is full makes exactly its own senders raise ChannelFull; the rest arrive."""
+    config = {**layer_config["CONFIG"], "channel_capacity": {"specific.*": 3}}
+    full_process, ok_process = (
+        LocalFirstRedisChannelLayer(**config),
+        LocalFirstRedisChannelLayer(**config),
+    )
+    sender = LocalFirstRedisChannelLayer(**config)
+    try:
+        stuck, fine = await full_process.new_channel(), await ok_process.new_channel()
+        for number in range(3):  # fills the process queue of full_process
+            await sender.send(stuck, {"type": "call.ping", "n": number})
+        before = sender.batches
+        outcomes = await asyncio.gather(
+            sender.send(fine, {"type": "call.ping", "n": 0}),
+            sender.send(stuck, {"type": "call.ping", "n": 3}),
+            sender.send(fine, {"type": "call.ping", "n": 1}),
+            sender.send(fine, {"type": "call.ping", "n": 2}),
+            return_exceptions=True,
+        )
+        assert sender.batches == before + 1, "the sends of one pass took several round trips"
+        assert [type(outcome).__name__ for outcome in outcomes] == [
+            "NoneType",
+            "ChannelFull",
+            "NoneType",
+            "NoneType",
+        ]
+        got = [(await asyncio.wait_for(ok_process.receive(fine), 5))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+        got = [(await asyncio.wait_for(full_process.receive(stuck), 5))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]  # what fitted, without the refused one
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(full_process.receive(stuck), 0.3)
+    finally:
+        await full_process.flush()
+        await ok_process.close_pools()
+        await sender.close_pools()
+
+
+async def test_a_batch_keeps_the_capacity_exact_within_itself(layer_config):
+    """The capacity is checked message by message inside the batch: of five sends in one
+    pass to a queue with room for three, the last two are refused."""
+    config = {**layer_config["CONFIG"], "channel_capacity": {"specific.*": 3}}
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        outcomes = await asyncio.gather(
+            *(sender.send(channel, {"type": "call.ping", "n": n}) for n in range(5)),
+            return_exceptions=True,
+        )
+        assert [isinstance(outcome, ChannelFull) for outcome in outcomes] == [
+            False,
+            False,
+            False,
+            True,
+            True,
+        ]
+        got = [(await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_group_messages_of_two_groups_and_a_direct_send_share_one_round_trip(layer_config):
+    """The fan-out of two groups (one message per process queue, listing that process'
+    members) and a direct send, queued in one pass: one Lua call, each member gets its
+    group's message once. (group_send first reads the members, a round trip of its own,
+    so here the fan-out is queued directly; test_group_send_reaches_local_and_remote_
+    members_once covers the whole group_send.)"""
+    config = layer_config["CONFIG"]
+    sender = LocalFirstRedisChannelLayer(**config)
+    remote, other = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
+    try:
+        one_a, one_b, two, direct = [await remote.new_channel() for _ in range(4)]
+        one_other = await other.new_channel()
+        before = sender.batches
+        await asyncio.gather(
+            sender._group_send_through_redis(
+                "appt.one", [one_a, one_b, one_other], {"type": "call.hello", "n": "one"}
+            ),
+            sender._group_send_through_redis("appt.two", [two], {"type": "call.hello", "n": "two"}),
+            sender.send(direct, {"type": "call.ping", "n": "direct"}),
+        )
+        assert sender.batches == before + 1, "one pass of sends took several round trips"
+        for layer, channel, expected in [
+            (remote, one_a, "one"),
+            (remote, one_b, "one"),
+            (other, one_other, "one"),
+            (remote, two, "two"),
+            (remote, direct, "direct"),
+        ]:
+            assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == expected
+            with pytest.raises(TimeoutError):  # exactly once
+                await asyncio.wait_for(layer.receive(channel), 0.2)
+    finally:
+        await remote.flush()
+        await other.close_pools()
+        await sender.close_pools()
+
+
+async def test_order_per_sender_and_channel_holds_across_batches(layer_config):
+    """Two senders of one process, two channels of another, more messages at once than
+    one batch takes: each sender's messages to each channel arrive in the order sent."""
+    config = {**layer_config["CONFIG"], "capacity": 1000}  # all wait before the reads
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
+    try:
+        channels = [await receiver.new_channel() for _ in range(2)]
+        per_stream = layers.SEND_BATCH // 2 + 20  # 4 streams: the sends span several batches
+        before = sender.batches
+
+        async def stream(name: str, channel: str) -> None:
+            for number in range(per_stream):
+                await sender.send(channel, {"type": "call.relay", "from": name, "n": number})
+
+        async def burst(name: str, channel: str) -> None:  # not awaiting each other
+            await asyncio.gather(
+                *(
+                    sender.send(channel, {"type": "call.relay", "from": name, "n": number})
+                    for number in range(per_stream)
+                )
+            )
+
+        await asyncio.gather(
+            stream("a", channels[0]),
+            stream("b", channels[1]),
+            burst("c", channels[0]),
+            burst("d", channels[1]),
+        )
+        # Unbatched: 4 * per_stream round trips. Batched: the two streams (each awaits its
+        # send) share one per message, the bursts ride along.
+        assert sender.batches - before < 2 * per_stream, "the sends were not batched"
+        for channel, names in [(channels[0], "ac"), (channels[1], "bd")]:
+            got: dict[str, list[int]] = {name: [] for name in names}
+            for _ in range(2 * per_stream):
+                message = await asyncio.wait_for(receiver.receive(channel), 5)
+                got[message["from"]].append(message["n"])
+            assert got == {name: list(range(per_stream)) for name in names}
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_redis_gone_fails_every_sender_of_the_batch(layer_config, redis_server):
+    """Each sender of a batch that could not be written raises a Redis error of its own
+    (the consumer closes with 4503); once Redis is back, sends work again."""
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        await sender.send(channel, {"type": "call.ping", "n": "before"})
+        redis_server.stop()
+        outcomes = await asyncio.gather(
+            *(sender.send(channel, {"type": "call.ping"}) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, RedisError) for outcome in outcomes), outcomes
+        assert len({id(outcome) for outcome in outcomes}) == 3  # not one shared instance
+        redis_server.start()
+        await sender.send(channel, {"type": "call.ping", "n": "after"})
+        assert (await asyncio.wait_for(receiver.receive(channel), 5))["n"] == "after"
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_group_messages_are_encrypted_in_redis_too(layer_config, redis_server):
+    receiver = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    sender = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel = await receiver.new_channel()
+        await receiver.group_add("appt.secret", channel)
+        await sender.group_send("appt.secret", {"type": "call.hello", "name": "Frieda Geheim"})
+        client = redis.Redis.from_url(redis_server.url)
+        queue = [key for key in client.keys("asgi*") if b":group:" not in key]
+        stored = b"".join(member for key in queue for member in client.zrange(key, 0, -1))
+        assert stored and b"Frieda" not in stored and b"call.hello" not in stored
+        assert (await asyncio.wait_for(receiver.receive(channel), 5))["name"] == "Frieda Geheim"
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+@pytest.fixture
+def redis6_server():
+    """A redis-server without BZMPOP (as Redis < 7): the pump's fallback reader."""
+    import shutil
+    import subprocess
+
+    from testservices import free_port, wait_for_port
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (make test installs it)"
+    port = free_port()
+    server = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = subprocess.Popen(
+        [*server, "--appendonly", "no", "--rename-command", "BZMPOP", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_the_pump_reads_a_redis_without_bzmpop(redis6_server):
+    config = {
+        **redisconf.channel_layer_config(redis6_server),
+        "symmetric_encryption_keys": ["test-layer-key"],
+    }
+    receiver, sender = LocalFirstRedisChannelLayer(**config), LocalFirstRedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(0.2)  # the pump found no BZMPOP and waits in BZPOPMIN
+        await asyncio.gather(*(sender.send(channel, {"n": n, "type": "x"}) for n in range(5)))
+        got = [(await asyncio.wait_for(waiting, 5))["n"]]
+        got += [(await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(4)]
+        assert got == list(range(5))
+        assert receiver._bzmpop is False
+    finally:
+        await receiver.flush()
+        await sender.close_pools()
+
+
+async def test_an_undecryptable_message_is_dropped_not_fatal(layer_config, redis_server):
+    """A member of the process queue that does not decrypt (a process with another layer
+    key) is dropped and logged; the receivers keep receiving (no 4503 for every call)."""
+    config = layer_config["CONFIG"]
+    receiver = LocalFirstRedisChannelLayer(**config)
+    stranger = LocalFirstRedisChannelLayer(**{**config, "symmetric_encryption_keys": ["other"]})
+    sender = LocalFirstRedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        waiting = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(0.2)  # the pump waits on the process queue
+        await stranger.send(channel, {"type": "call.ping", "n": "foreign"})
+        await sender.send(channel, {"type": "call.ping", "n": "ours"})
+        assert (await asyncio.wait_for(waiting, 5))["n"] == "ours"
+        assert receiver.undecodable == 1
+    finally:
+        await receiver.flush()
+        await stranger.close_pools()
+        await sender.close_pools()
+
+
+# --- Encryption format (signaling.layers.AeadSerializer) ----------------------------------
+
+
+def test_layer_messages_are_sealed_with_unique_nonces_and_authenticated():
+    config = {"symmetric_encryption_keys": ["test-layer-key"], "expiry": 30}
+    one = LocalFirstRedisChannelLayer(**config)
+    message = {"type": "call.relay", "text": "a=fingerprint:secret-sdp"}
+    sealed = [one.serialize(message) for _ in range(3)]
+    assert len(set(sealed)) == 3  # unique members of the sorted set
+    assert all(b"secret-sdp" not in member and b"call.relay" not in member for member in sealed)
+    nonces = {member[20:32] for member in sealed}
+    assert len(nonces) == 3
+    # Another process (another salt) reads them; a flipped byte anywhere is refused.
+    other = LocalFirstRedisChannelLayer(**config)
+    assert other.deserialize(sealed[0]) == message
+    for position in (5, 25, 35, len(sealed[0]) - 1):
+        tampered = bytearray(sealed[0])
+        tampered[position] ^= 1
+        with pytest.raises(ValueError):
+            other.deserialize(bytes(tampered))
+    # A process with another key cannot read them.
+    with pytest.raises(ValueError):
+        LocalFirstRedisChannelLayer(symmetric_encryption_keys=["other"]).deserialize(sealed[0])
+
+
+def test_a_forked_process_draws_a_new_salt():
+    """Salt + message number are the nonce: a child process must not continue the
+    parent's numbers under the parent's salt (nonce reuse breaks AES-GCM)."""
+    layer = LocalFirstRedisChannelLayer(symmetric_encryption_keys=["test-layer-key"])
+    before = layer.serialize({"type": "x"})
+    layer._serializer.pid = -1  # what os.getpid() answers differently in a child
+    after = layer.serialize({"type": "x"})
+    assert before[4:20] != after[4:20]
+
+
+def test_key_rotation_and_the_time_window(monkeypatch):
+    old = LocalFirstRedisChannelLayer(symmetric_encryption_keys=["old-key"], expiry=30)
+    rotated = LocalFirstRedisChannelLayer(
+        symmetric_encryption_keys=["new-key", "old-key"], expiry=30
+    )
+    sealed = old.serialize({"type": "call.ping", "n": 1})
+    assert rotated.deserialize(sealed)["n"] == 1  # every listed key decrypts
+    with pytest.raises(ValueError):  # the first key encrypts: a process on old only
+        old.deserialize(rotated.serialize({"type": "x"}))
+    now = layers.time.time()
+    monkeypatch.setattr(layers.time, "time", lambda: now + 30 + 11)
+    with pytest.raises(ValueError):  # older than expiry + 10 s: a replay, refused
+        rotated.deserialize(sealed)
+
+
+async def test_a_process_of_the_previous_release_is_still_understood(layer_config):
+    """Rolling restart: channels_redis' own Fernet tokens (what the previous release and
+    RedisChannelLayer write) are still read by the pump."""
+    from channels_redis.core import RedisChannelLayer
+
+    config = layer_config["CONFIG"]
+    receiver, previous = LocalFirstRedisChannelLayer(**config), RedisChannelLayer(**config)
+    try:
+        channel = await receiver.new_channel()
+        await previous.send(channel, {"type": "call.ping", "n": "fernet"})
+        assert (await asyncio.wait_for(receiver.receive(channel), 5))["n"] == "fernet"
+    finally:
+        await receiver.flush()
+        await previous.close_pools()
