@@ -11,7 +11,6 @@ remains once the database is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 
@@ -174,10 +173,12 @@ class Participant:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            # Python 3.11's asyncio.wait_for (in the socket's recv) can swallow a
+            # cancellation that races with its result: cancel again until it ends.
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
         await self.socket.close()
 
     def describe(self) -> str:
