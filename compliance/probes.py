@@ -556,7 +556,7 @@ class Refusal:
 class ConnectPhase:
     no_session_close: int | None  # close code for a socket without join session; None: open
     patient_waiting: dict | None
-    connect_queries: int  # SQL statements while the patient connected (counter sanity)
+    connect_queries: int  # SQL statements while patient and doctors connected (counter sanity)
     doctor_b_welcome: dict | None  # the doctor of appointment B
     doctor_b_first: list[dict]
     doctor_peer_waiting: dict | None  # appointment A's doctor told that the patient waits
@@ -712,7 +712,6 @@ async def _connect_phase(open_socket, counter: QueryCounter) -> tuple[ConnectPha
     patient = await open_socket("patient_a")
     await patient.until("welcome")
     patient_waiting = await patient.until("waiting")
-    connect_queries = counter.reads - before[0] + counter.writes - before[1]
 
     doctor_b = await open_socket("doctor_b")
     doctor_b_welcome = await doctor_b.until("welcome")
@@ -721,6 +720,10 @@ async def _connect_phase(open_socket, counter: QueryCounter) -> tuple[ConnectPha
     doctor = await open_socket("doctor_a")
     await doctor.until("welcome")
     doctor_peer_waiting = await doctor.until("peer-waiting")
+    # Counter sanity over all three connects: a patient's connect may find its
+    # appointment in the cache (consultations.appointment_cache); a doctor's reads the
+    # login and the membership from the database.
+    connect_queries = counter.reads - before[0] + counter.writes - before[1]
 
     await patient.send({"type": "offer", "sdp": SDP_SECURE})
     offer_before_admit = await patient.until("error")
