@@ -19,6 +19,9 @@ Servers (`--only a,b,…`):
                       WebSockets carry the call page's routing key and nginx places them
                       (joins go straight to the processes, alternating); reports where the
                       calls landed and nginx's own CPU (not in the server CPU figures)
+  project_conn0, project_redis_conn0
+                      project / project_redis with a new database connection per request
+                      (`CONN_MAX_AGE` 0, before issue 14 item 3)
   redis_core          one process on channels_redis' RedisChannelLayer (before issue 14)
   project_redis_unbatched, redis_2p_spread_unbatched
                       our layer without batched cross-process sends (one Lua round trip per
@@ -88,6 +91,7 @@ CORE = "bench.settings_core"  # channels_redis' RedisChannelLayer (before issue 
 PUBSUB = "bench.settings_pubsub"  # channels_redis' RedisPubSubChannelLayer
 UNBATCHED = "bench.settings_unbatched"  # our layer, one round trip per cross-process send
 FERNET = "bench.settings_fernet"  # our layer, batched, Fernet instead of AES-GCM
+CONN0 = "bench.settings_conn_per_request"  # a new database connection per request
 # Chrome's frames are ~3-4 KiB for an audio+video+data offer; the exact text does not
 # matter to a relay, its size and the fingerprint line do.
 SDP = (
@@ -596,6 +600,8 @@ def start_profiler(target, args, phase: str) -> subprocess.Popen | None:
     ]
     if phase == "steady":
         command += ["--duration", str(int(args.duration))]
+    if args.profile_gil:
+        command.append("--gil")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -800,6 +806,12 @@ def main() -> int:
         help="record py-spy profiles of set-up and steady phase into "
         "bench/results/profile-*.txt (figures then include its overhead)",
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL (where the CPU goes; "
+        "without it, threads waiting for SQLite or Redis are sampled too)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.calls, args.rate, args.duration, args.grace = 10, 100.0, 2.0, 1.0
@@ -811,6 +823,8 @@ def main() -> int:
     makers = {
         "project": lambda: ProjectTarget("project", False, True, args.settings),
         "project_redis": lambda: ProjectTarget("project_redis", True, True, args.settings),
+        "project_conn0": lambda: ProjectTarget("project_conn0", False, True, CONN0),
+        "project_redis_conn0": lambda: ProjectTarget("project_redis_conn0", True, True, CONN0),
         "redis_2p_spread": lambda: ProjectTarget(
             "redis_2p_spread", True, True, args.settings, 2, "spread"
         ),

@@ -11,4 +11,6 @@ class RedConnectAdminConfig(AdminConfig):
     def ready(self) -> None:
         super().ready()
         # The project package is no app of its own; its system checks register here.
-        from redconnect import checks  # noqa: F401
+        from redconnect import checks, dbconnections  # noqa: F401
+
+        dbconnections.connect_signals()

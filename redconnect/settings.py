@@ -78,8 +78,19 @@ if IS_SQLITE:
     # Browser tests run a live server in a second thread: the test DB must be a file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The WebSocket consumers' database thread keeps its connection this long instead of
+# opening one per connect (with SQLite a new connection also registers Django's SQL
+# functions); HTTP requests still close theirs at their end (redconnect.dbconnections
+# says why). The health check tests a kept connection before its first use, so a
+# database restart costs no restart of the server. 0: a new connection every time.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+    "DB_CONN_MAX_AGE",
+    300,
+    minimum=0,
+    maximum=3600,
+    why="Seconds a database connection is reused; 0 opens one per request.",
+)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 SHARED_DEPLOYMENT = bool(REDIS_URL) or not IS_SQLITE
 SECRET_KEY = env_str("SECRET_KEY")

@@ -81,6 +81,32 @@ def count_rows(deployment, table: str) -> int:
         return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
 
 
+def server_connections(deployment) -> set[tuple[int, str]]:
+    """The servers' connections to PostgreSQL (backend pid, start), without this one."""
+    import psycopg
+
+    with psycopg.connect(deployment.postgres.url.replace("postgres://", "postgresql://")) as db:
+        rows = db.execute(
+            "SELECT pid, backend_start::text FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_type = 'client backend'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return set(rows)
+
+
+def settled_connections(deployment, timeout: float = 5) -> set[tuple[int, str]]:
+    """`server_connections` once it stops changing (a request closes its connection
+    just after its response)."""
+    deadline = time.monotonic() + timeout
+    seen = server_connections(deployment)
+    while True:
+        time.sleep(0.3)
+        now = server_connections(deployment)
+        if now == seen or time.monotonic() > deadline:
+            return now
+        seen = now
+
+
 def wait_for_health(server_url: str, status: int, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     session = HttpSession(server_url)
@@ -148,6 +174,43 @@ def test_database_outage_answers_try_again_and_writes_nothing(deployment):
     assert count_rows(deployment, "django_session") == sessions_before + 1
     for line in server.output().splitlines():
         assert "Traceback" not in line
+
+
+@skip_in_production_run()
+async def test_connects_keep_their_database_connection_requests_do_not(deployment):
+    """CONN_MAX_AGE: the consumers' database threads keep their connections for all connects
+    (a doctor's connect reads login and appointment), HTTP requests close theirs; a
+    database restart breaks the kept one and the next connect replaces it by itself."""
+    doctor_http, patient_http = joined_call(deployment)
+
+    async def doctor_connects() -> None:
+        socket = CallSocket(doctor_http)
+        try:
+            assert (await socket.connect())["type"] == "welcome"
+        finally:
+            await socket.close()
+
+    before = settled_connections(deployment)
+    await doctor_connects()
+    kept = settled_connections(deployment)
+    # The connect's (its session and its join check may use two threads), still open.
+    assert kept - before, "the connect closed its database connection"
+    await doctor_connects()
+    assert settled_connections(deployment) == kept, "a second connect opened another one"
+    for _request in range(3):
+        assert patient_http.get("/call/").status == 200  # reads the appointment
+        assert doctor_http.get("/").status == 200  # reads the login session
+    assert settled_connections(deployment) == kept, "HTTP requests left connections open"
+
+    deployment.postgres.pause()
+    try:
+        wait_for_health(deployment.servers[0].url, 503)
+    finally:
+        deployment.postgres.resume()
+    wait_for_health(deployment.servers[0].url, 200)
+    assert not kept & server_connections(deployment)  # the restart ended it
+    await doctor_connects()  # no server restart needed
+    assert 0 < len(settled_connections(deployment) - before) <= len(kept - before)
 
 
 # --- (a) Redis restarted -------------------------------------------------------------------
