@@ -14,26 +14,12 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.tlsserver import free_port, run_nginx
+from tests.support.tlsserver import free_port, nginx_prelude, run_nginx
 
 GUIDE = Path(__file__).resolve().parent.parent.parent / "docs" / "deployment.md"
 GUIDE_SERVER = re.compile(r"^(\s*)server 127\.0\.0\.1:\d+;\n", re.MULTILINE)
 
 CONF = """\
-worker_processes 1;
-daemon off;
-master_process off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-worker_rlimit_nofile {files};
-events {{ worker_connections {connections}; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
 
 {upstreams}
 
@@ -93,11 +79,9 @@ def proxy_config(prefix: Path, port: int, ports: list[int], connections: int = 1
     upstreams = [with_servers(b, ports) for b in blocks(guide, "upstream")]
     # Only the server's own locations (4 spaces in); nested ones come with their parent.
     locations = [b for b in blocks(body, "location") if b.startswith("    location")]
-    return CONF.format(
-        prefix=prefix,
+    main = f"worker_rlimit_nofile {2 * connections + 64};\n"
+    return nginx_prelude(prefix, connections, main) + CONF.format(
         port=port,
-        connections=connections,
-        files=2 * connections + 64,
         upstreams="\n\n".join(upstreams + blocks(guide, "map")),
         locations="\n\n".join(locations),
     )

@@ -97,13 +97,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-NGINX_CONF = """\
+# What every test nginx needs: one foreground process, and every path inside `prefix`
+# (Debian's defaults point to /var and /run). Ends inside the `http` block.
+NGINX_PRELUDE = """\
 worker_processes 1;
 daemon off;
 master_process off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
+{main}events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -111,6 +113,15 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+"""
+
+
+def nginx_prelude(prefix, connections: int = 64, main: str = "") -> str:
+    """NGINX_PRELUDE filled in; `main`: further lines for the main context."""
+    return NGINX_PRELUDE.format(prefix=prefix, connections=connections, main=main)
+
+
+NGINX_CONF = """\
     server {{
         listen 127.0.0.1:{port} ssl;
         server_name localhost;
@@ -132,8 +143,7 @@ def nginx_tls(directory: Path, certificate: Certificate, directives: list[str]):
     """
     prefix = directory / "nginx"
     port = free_port()
-    config = NGINX_CONF.format(
-        prefix=prefix,
+    config = nginx_prelude(prefix) + NGINX_CONF.format(
         port=port,
         cert=certificate.cert,
         key=certificate.key,
