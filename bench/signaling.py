@@ -539,6 +539,12 @@ async def set_up_call(target, index: int) -> Call:
     return Call(doctor, patient, (time.perf_counter() - started) * 1000)
 
 
+# What a socket may still hear while the calls are hung up at the end, in whichever order
+# the two sides close: the other one leaving (`participant-left`, then `peer-left`), and,
+# for a patient whose doctor left first, being back in the waiting room.
+HANG_UP_EVENTS = frozenset({"peer-left", "participant-left", "waiting"})
+
+
 async def reader(socket: ClientConnection, tally: Tally, closed_ok: asyncio.Event) -> None:
     try:
         async for raw in socket:
@@ -554,7 +560,7 @@ async def reader(socket: ClientConnection, tally: Tally, closed_ok: asyncio.Even
                     tally.latencies_ms.append((now - stamp) / 1e6)
             elif kind == "error":
                 tally.errors[f"error:{message.get('code')}"] += 1
-            elif not (kind == "peer-left" and closed_ok.is_set()):  # hanging up at the end
+            elif not (kind in HANG_UP_EVENTS and closed_ok.is_set()):
                 tally.errors[f"unexpected:{kind}"] += 1
     except ConnectionClosed as exc:
         if not closed_ok.is_set():
