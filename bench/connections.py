@@ -146,6 +146,11 @@ def main() -> int:
         action="store_true",
         help="py-spy profiles of opening and holding into bench/results/profile-*-{open,idle}.txt",
     )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only the thread holding the GIL",
+    )
     args = parser.parse_args()
     if args.quick:
         args.connections, args.hold, args.settle = 100, 2.0, 0.5

@@ -28,6 +28,7 @@ answers a board's query (`call.board_query`) and shows a board's notice
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -37,8 +38,10 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
 from redis.exceptions import RedisError
@@ -76,6 +79,14 @@ class Admission:
     found: presence.Snapshot | None = None  # who else is connected, read with the check
 
 
+def server_queue(receive) -> asyncio.Queue | None:
+    """The queue behind an ASGI receive that is a bound `asyncio.Queue.get`, else None."""
+    queue = getattr(receive, "__self__", None)
+    if isinstance(queue, asyncio.Queue) and getattr(receive, "__func__", None) is asyncio.Queue.get:
+        return queue
+    return None
+
+
 def _check_join_now(cookie_value: str | None, user) -> Admission:
     """The join check and the presence snapshot in one thread hop (a connect's set-up
     cost is mostly hops and round trips).
@@ -111,7 +122,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         # Running tasks and the heartbeat's timer: cancelled when the connection ends.
         self.tasks: set[asyncio.Task | asyncio.TimerHandle] = set()
         try:
-            await super().__call__(scope, receive, send)
+            await self._serve(scope, receive, send)
         except LAYER_DOWN as exc:
             # Redis (channel layer, presence) went away: end this connection cleanly with
             # "try again later" instead of a traceback per call; the page reconnects.
@@ -127,6 +138,36 @@ class CallConsumer(AsyncWebsocketConsumer):
             for task in list(self.tasks):
                 task.cancel()
             presence.let_expire(getattr(self, "channel_name", ""))
+
+    async def _serve(self, scope, receive, send) -> None:
+        """Channels' `AsyncConsumer.__call__`, reading one inbox (`signaling.layers.Inboxes`).
+
+        Where the ASGI server's receive is an `asyncio.Queue`'s `get` (daphne, and asgiref's
+        test communicator), the layer puts this channel's events into that same queue, and
+        one await at a time serves client frames and peer events in arrival order. Any
+        other server or layer: Channels' own two receivers.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        inbox = server_queue(receive)
+        try:
+            if inbox is None or not hasattr(self.channel_layer, "attach"):
+                await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+                return
+            self.channel_layer.attach(self.channel_name, inbox)
+            try:
+                while True:
+                    message = await receive()
+                    if isinstance(message, BaseException):
+                        raise message  # the layer failed (Redis gone): see __call__
+                    await self.dispatch(message)
+            finally:
+                self.channel_layer.detach(self.channel_name)
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict) -> None:
         # Channels' AsyncConsumer.dispatch runs `sync_to_async(close_old_connections)` before

@@ -94,8 +94,59 @@ CLEAN_INTERVAL = 1.0  # seconds between two expiry walks
 clock = time.monotonic  # replaceable in tests
 
 
-class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
+class Inboxes:
+    """Consumers' inboxes: a channel whose consumer reads one queue for everything.
+
+    Channels' consumer waits on two receivers at once — the ASGI server's queue of client
+    frames and the layer's channel — with `await_many_dispatch`, which creates a task and
+    an `asyncio.wait` per message, and a layer message crosses the layer's own queue and
+    its receive task on the way. Together a third of a relayed message's CPU
+    (bench/README.md, "Issue 14, inboxes"). A consumer that attaches its ASGI receive
+    queue here (`signaling.consumers.CallConsumer`) gets the layer's messages for its
+    channel put straight into that queue, beside its client frames: one await wakes it
+    for either, in the order they arrived.
+
+    The layer's rules stay: at most `capacity` messages wait (beyond, the sender gets
+    `ChannelFull`, as with the layer's own queue), every receiver gets its own copy of the
+    dict (shallow, like the Redis layer's local delivery: events are built per send and
+    never changed by a receiver), and a send from another thread or event loop reaches
+    the consumer's loop through `call_soon_threadsafe`. A layer failure (Redis gone) is
+    put into the queue as the exception, which the consumer raises.
+    """
+
+    def _init_inboxes(self) -> None:
+        self.inboxes: dict[str, tuple[asyncio.Queue, asyncio.AbstractEventLoop]] = {}
+
+    def attach(self, channel: str, queue: asyncio.Queue) -> None:
+        self.inboxes[channel] = (queue, asyncio.get_running_loop())
+
+    def detach(self, channel: str) -> None:
+        self.inboxes.pop(channel, None)
+
+    def _into_inbox(self, channel: str, message: dict) -> bool | None:
+        """Put `message` (the receiver's copy) into the channel's inbox: True if put,
+        False if the inbox is full, None if the channel has no inbox."""
+        found = self.inboxes.get(channel)
+        if found is None:
+            return None
+        queue, loop = found
+        if queue.qsize() >= self.capacity:  # per channel, as the Redis layer's mailboxes
+            return False
+        if asyncio.get_running_loop() is loop:
+            queue.put_nowait(message)
+        elif loop.is_closed():
+            return False
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, message)
+        return True
+
+
+class ThrottledInMemoryChannelLayer(Inboxes, InMemoryChannelLayer):
     _next_clean = 0.0
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_inboxes()
 
     def _clean_expired(self) -> None:
         now = clock()
@@ -103,6 +154,26 @@ class ThrottledInMemoryChannelLayer(InMemoryChannelLayer):
             return
         self._next_clean = now + CLEAN_INTERVAL
         super()._clean_expired()
+
+    async def send(self, channel: str, message: dict) -> None:
+        if channel in self.inboxes:
+            assert isinstance(message, dict), "message is not a dict"
+            if not self._into_inbox(channel, dict(message)):
+                raise ChannelFull(channel)
+            return
+        await super().send(channel, message)
+
+    async def group_send(self, group: str, message: dict) -> None:
+        # Channels' group_send creates a task per member and awaits them; a send here
+        # completes at once (a queue put), so one loop does the same work.
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        for channel in list(self.groups.get(group, ())):
+            try:
+                await self.send(channel, message)
+            except ChannelFull:
+                pass
 
 
 # --- Production: Redis with in-process delivery ------------------------------------------
@@ -259,11 +330,12 @@ class _Outbox:
         self.writer: asyncio.Task | None = None
 
 
-class LocalFirstRedisChannelLayer(RedisChannelLayer):
+class LocalFirstRedisChannelLayer(Inboxes, RedisChannelLayer):
     """`RedisChannelLayer` that delivers in-process when it can and reads with one pump."""
 
     def __init__(self, *args, symmetric_encryption_keys=None, **kwargs) -> None:
         super().__init__(*args, symmetric_encryption_keys=symmetric_encryption_keys, **kwargs)
+        self._init_inboxes()
         if symmetric_encryption_keys:  # without keys: channels_redis' plain msgpack
             self._serializer = AeadSerializer(
                 symmetric_encryption_keys, self.expiry, fallback=self._serializer
@@ -316,7 +388,11 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         return self.pump_loop is None or asyncio.get_running_loop() is self.pump_loop
 
     def _deliver(self, channel: str, message: dict, expires: float) -> bool:
-        """Hand the message to a waiting receiver or queue it; False if the mailbox is full."""
+        """Put the message into the channel's inbox, else hand it to a waiting receiver or
+        queue it; False if the inbox or mailbox is full."""
+        into_inbox = self._into_inbox(channel, message)
+        if into_inbox is not None:
+            return into_inbox
         box = self._mailbox(channel)
         while box.waiters:
             waiter = box.waiters.popleft()
@@ -469,6 +545,15 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
         except NoScriptError:  # first use on this Redis (or it was restarted)
             return await connection.eval(script, len(keys), *keys, *args)
 
+    def attach(self, channel: str, queue: asyncio.Queue) -> None:
+        assert self.is_local(channel), "only this process's consumers have inboxes"
+        loop = asyncio.get_running_loop()
+        self._ensure_pump(loop, self.non_local_name(channel))
+        super().attach(channel, queue)
+        box = self.mailboxes.pop(channel, None)
+        for _, message in box.messages if box else ():
+            queue.put_nowait(message)
+
     async def receive(self, channel: str) -> dict:
         if not self.is_local(channel):
             return await super().receive(channel)
@@ -554,7 +639,7 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
             if not task.done() and not task.get_loop().is_closed():
                 task.cancel()
         if self.pump_loop is not None:
-            self.mailboxes = {}  # their waiters belong to the old loop
+            self.mailboxes, self.inboxes = {}, {}  # their waiters belong to the old loop
         self.pumps, self.pump_clients, self.pump_loop = {}, {}, loop
         self.connection(0)  # channels_redis wraps loop.close to close its pools; run before
         original_close = loop.close
@@ -653,12 +738,15 @@ class LocalFirstRedisChannelLayer(RedisChannelLayer):
 
     def _fail_receivers(self, error: Exception) -> None:
         """Redis failed under the pump: every waiting receive() raises (as each waiting
-        receiver of RedisChannelLayer would); the next receive() starts a new pump."""
+        receiver of RedisChannelLayer would), every inbox gets the error; the next
+        receive() or attach() starts a new pump."""
         for box in self.mailboxes.values():
             while box.waiters:
                 waiter = box.waiters.popleft()
                 if not waiter.done():
                     waiter.set_exception(_unavailable(error))
+        for queue, _ in self.inboxes.values():
+            queue.put_nowait(_unavailable(error))
 
     # --- Flush and close ---------------------------------------------------------------
 

@@ -235,6 +235,49 @@ async def test_group_send_reaches_local_and_remote_members_once(layer_config):
         await process_b.close_pools()
 
 
+async def test_inboxes_get_local_and_cross_process_messages_and_the_layers_failure(
+    layer_config, redis_server
+):
+    """A consumer's inbox (signaling.layers.Inboxes) in production: messages of its own
+    process arrive without Redis, those of another process through the pump; mail that
+    waited before the attach comes first; when Redis goes, the inbox gets the error."""
+    layer = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    other = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel, inbox = await layer.new_channel(), asyncio.Queue()
+        await layer.send(channel, {"type": "call.hello", "n": 0})  # before the attach
+        layer.attach(channel, inbox)
+        await layer.send(channel, {"type": "call.relay", "n": 1})
+        await other.send(channel, {"type": "call.relay", "n": 2})
+        got = [(await asyncio.wait_for(inbox.get(), 5))["n"] for _ in range(3)]
+        assert got == [0, 1, 2]
+        assert channel not in layer.mailboxes
+        await asyncio.sleep(0.2)  # the pump blocks on the process queue again
+        redis_server.stop()
+        failure = await asyncio.wait_for(inbox.get(), 10)
+        redis_server.start()
+        assert isinstance(failure, RedisError)
+        layer.detach(channel)
+        assert layer.inboxes == {}
+    finally:
+        await layer.flush()
+        await other.close_pools()
+
+
+async def test_a_full_inbox_refuses_like_a_full_mailbox(layer_config):
+    layer = LocalFirstRedisChannelLayer(**{**layer_config["CONFIG"], "capacity": 2})
+    try:
+        channel, inbox = await layer.new_channel(), asyncio.Queue()
+        layer.attach(channel, inbox)
+        await layer.send(channel, {"type": "call.relay", "n": 1})
+        await layer.send(channel, {"type": "call.relay", "n": 2})
+        with pytest.raises(ChannelFull):
+            await layer.send(channel, {"type": "call.relay", "n": 3})
+        assert [inbox.get_nowait()["n"] for _ in range(2)] == [1, 2] and inbox.empty()
+    finally:
+        await layer.flush()
+
+
 async def test_a_cancelled_receive_loses_nothing(layer_config):
     """Consumers' receives are cancelled when they end (and by timeouts in tests); a
     message that arrives afterwards waits for the next receive."""

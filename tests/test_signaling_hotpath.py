@@ -5,7 +5,8 @@ A relayed frame makes no thread hop (`sync_to_async`): channels' stock
 more expensive. And the embedded default's in-process layer walks its channels for expired
 messages at most once per `CLEAN_INTERVAL`, not once per message, while still expiring them.
 The presence entries of all of a process's connections are refreshed with one cache write
-(one thread hop) per heartbeat interval, not one per connection.
+(one thread hop) per heartbeat interval, not one per connection. A peer's event goes
+straight into the consumer's one inbox: no layer receive and no task per message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
+from channels.exceptions import ChannelFull
 from django.core.cache import cache, caches
 
 from signaling import layers, presence
@@ -62,6 +64,73 @@ async def test_relayed_frames_make_no_thread_hop(issued, doctor, settings, monke
     finally:
         monkeypatch.undo()
         await disconnect(doc, patient)
+
+
+async def test_a_relayed_message_goes_straight_into_the_peers_inbox(
+    issued, doctor, settings, monkeypatch
+):
+    """With the project's own layer: each consumer reads one queue (signaling.layers.Inboxes).
+
+    Channels' way — a layer receive per message and `await_many_dispatch` (a task and an
+    `asyncio.wait` per message) — must not run: both are made to fail loudly here.
+    """
+    from channels.layers import get_channel_layer
+
+    from signaling import consumers
+
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 3600
+    cache.clear()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a call consumer took Channels' two-receiver path")
+
+    monkeypatch.setattr(consumers, "await_many_dispatch", refuse)
+    layer = get_channel_layer()
+    monkeypatch.setattr(type(layer), "receive", refuse)
+    doc, patient = await admitted_call(issued, doctor)
+    try:
+        assert len(layer.inboxes) == 2
+        for round_ in range(3):
+            await send(doc, {"type": "offer", "sdp": make_sdp(f"o{round_}")})
+            await expect(patient, "offer")
+            await send(patient, {"type": "candidate", "candidate": make_candidate()})
+            await expect(doc, "candidate")
+    finally:
+        await disconnect(doc, patient)
+    assert layer.inboxes == {}, "a closed connection kept its inbox"
+
+
+async def test_the_in_process_layer_fills_inboxes_with_copies_within_capacity():
+    layer = layers.ThrottledInMemoryChannelLayer(capacity=3)
+    inbox, other = asyncio.Queue(), await layer.new_channel()
+    layer.attach("specific.a!x", inbox)
+    await layer.group_add("appt.x", "specific.a!x")
+    await layer.group_add("appt.x", other)
+    event = {"type": "call.relay", "text": "v=0"}
+    await layer.send("specific.a!x", event)
+    await layer.group_send("appt.x", {"type": "call.ping"})
+    got = inbox.get_nowait()
+    assert got == event and got is not event  # the receiver's own dict
+    assert inbox.get_nowait() == {"type": "call.ping"}
+    assert await layer.receive(other) == {"type": "call.ping"}  # no inbox: the layer's queue
+    for n in range(3):
+        await layer.send("specific.a!x", {"type": "call.relay", "n": n})
+    with pytest.raises(ChannelFull):
+        await layer.send("specific.a!x", {"type": "call.relay", "n": 3})
+    await layer.group_send("appt.x", {"type": "call.ping"})  # a full member is skipped
+    assert [inbox.get_nowait()["n"] for _ in range(3)] == [0, 1, 2]
+    layer.detach("specific.a!x")
+    await layer.send("specific.a!x", {"type": "call.relay", "n": 4})
+    assert inbox.empty() and await layer.receive("specific.a!x") == {"type": "call.relay", "n": 4}
+
+
+async def test_a_send_from_another_thread_reaches_an_inbox_on_its_loop():
+    """A sync view's `async_to_sync(group_send)` runs its own loop in another thread."""
+    layer = layers.ThrottledInMemoryChannelLayer()
+    inbox = asyncio.Queue()
+    layer.attach("specific.a!x", inbox)
+    await asyncio.to_thread(asyncio.run, layer.send("specific.a!x", {"type": "call.notice"}))
+    assert await asyncio.wait_for(inbox.get(), 5) == {"type": "call.notice"}
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The WebSocket auth stack (redconnect.wsauth): without a session cookie the connection is
-anonymous without Channels' two thread hops; with one, Channels resolves the login."""
+anonymous without Channels' two thread hops; with one, the login is resolved in one hop
+with Django's `get_user`, and the server's `send` reaches the consumer unwrapped."""
 
 from __future__ import annotations
 
@@ -23,11 +24,23 @@ class Recorder:
         self.scope = scope
 
 
+class Sending(Recorder):
+    sent_with = None
+
+    async def __call__(self, scope, receive, send):
+        self.scope, self.sent_with = scope, send
+
+
+async def _server_send(message):
+    pass
+
+
 async def _scope_for(cookie: str) -> dict:
-    inner = Recorder()
+    inner = Sending()
     headers = [(b"cookie", cookie.encode())] if cookie else []
     scope = {"type": "websocket", "path": "/ws/call/", "headers": headers}
-    await auth_stack(inner)(scope, None, None)
+    await auth_stack(inner)(scope, None, _server_send)
+    assert inner.sent_with is _server_send, "the server's send was wrapped"
     return inner.scope
 
 
@@ -40,18 +53,29 @@ async def test_no_session_cookie_is_anonymous_with_an_empty_session():
     assert type(scope["user"]) is AnonymousUser
 
 
-async def test_a_session_cookie_goes_through_channels_login(doctor):
+async def test_a_session_cookie_brings_its_login(doctor):
     client = Client()
     await sync_to_async(client.force_login)(doctor)
     key = client.cookies[settings.SESSION_COOKIE_NAME].value
     scope = await _scope_for(f"{settings.SESSION_COOKIE_NAME}={key}")
-    user = await sync_to_async(lambda: scope["user"].pk)()
-    assert user == doctor.pk
+    assert scope["user"].pk == doctor.pk  # resolved: no lazy object, no thread needed
+    assert scope["session"].session_key == key
+
+
+async def test_a_session_whose_password_changed_is_anonymous(doctor):
+    """Django's session hash check: a password change ends the other logins."""
+    client = Client()
+    await sync_to_async(client.force_login)(doctor)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    doctor.set_password("ein-ganz-neues-Passwort-2026")
+    await sync_to_async(doctor.save)()
+    scope = await _scope_for(f"{settings.SESSION_COOKIE_NAME}={key}")
+    assert scope["user"].is_authenticated is False
 
 
 async def test_an_unknown_session_cookie_is_anonymous():
     scope = await _scope_for(f"{settings.SESSION_COOKIE_NAME}=not-a-session")
-    assert await sync_to_async(lambda: scope["user"].is_authenticated)() is False
+    assert scope["user"].is_authenticated is False
 
 
 def test_a_patients_join_sets_no_session_cookie(issued):
