@@ -23,7 +23,15 @@ from django.core.cache import cache, caches
 from signaling import layers, presence
 from tests.support.callclient import make_candidate, make_sdp
 from tests.support.deployment import skip_other_profile
-from tests.test_signaling import admitted_call, disconnect, expect, send
+from tests.test_signaling import (
+    admitted_call,
+    connect,
+    disconnect,
+    doctor_cookie,
+    expect,
+    patient_cookie,
+    send,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -284,3 +292,36 @@ async def test_a_failed_refresh_is_one_warning_and_retried(settings, monkeypatch
     assert warnings and all(r.exc_info is None for r in warnings)
     assert all("secret-host" not in r.getMessage() for r in warnings)
     assert all(channel not in r.getMessage() for r in warnings)
+
+
+# --- The heartbeat of a connection alone in its room -----------------------------------
+
+
+async def test_a_lone_connection_beats_rarely_until_somebody_comes(
+    issued, doctor, settings, monkeypatch
+):
+    """A waiting patient alone has nobody to ping or drop: it beats every ALONE_BEATS
+    intervals (idle CPU with thousands waiting); with the doctor there, every interval."""
+    from signaling import consumers
+
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 0.05
+    settings.SIGNALING_PEER_TIMEOUT = 3600
+    beats: dict[str, int] = {}
+    original = consumers.CallConsumer._beat
+
+    def counting(self):
+        beats[self.join.role] = beats.get(self.join.role, 0) + 1
+        return original(self)
+
+    monkeypatch.setattr(consumers.CallConsumer, "_beat", counting)
+    patient, _ = await connect(await patient_cookie(issued.patient_code))
+    doc = None
+    try:
+        await expect(patient, "waiting")
+        await asyncio.sleep(0.05 * consumers.ALONE_BEATS * 0.8)
+        assert beats.get("patient", 0) == 0, "a lone connection beat every interval"
+        doc, _ = await connect(await doctor_cookie(issued.doctor_code, doctor))
+        before = beats.get("patient", 0)
+        await until(lambda: beats.get("patient", 0) >= before + 5, timeout=5)
+    finally:
+        await disconnect(*[socket for socket in (patient, doc) if socket is not None])
