@@ -88,9 +88,10 @@ def server_queue(receive) -> asyncio.Queue | None:
     return None
 
 
-def _check_join_now(cookie_value: str | None, user) -> Admission:
-    """The join check and the presence snapshot in one thread hop (a connect's set-up
-    cost is mostly hops and round trips).
+def _check_join_now(cookie_value: str | None, user, channel: str) -> Admission:
+    """The join check, the presence snapshot and this connection's presence entry in one
+    thread hop (a connect's set-up cost is mostly hops and round trips). The snapshot is
+    read before the entry is written: it shows who was there before this connection.
 
     Not thread-sensitive: Django runs every sync HTTP view of the process in its one
     thread-sensitive thread, and a connect queued behind the joins there made call
@@ -104,6 +105,7 @@ def _check_join_now(cookie_value: str | None, user) -> Admission:
     # A doctor is shown under the current account name, the others under the typed one.
     name = services.display_name_of(user) if join.is_doctor else join.display_name
     found = presence.snapshot(check.appointment.pk, join.seat)
+    presence.announce(check.appointment.pk, join.seat, channel)
     return Admission(check, join, name, found)
 
 
@@ -187,7 +189,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         await self.accept()
         cookies = self.scope.get("cookies", {})
         admission = await _check_join(
-            cookies.get(settings.JOIN_COOKIE_NAME), self.scope.get("user")
+            cookies.get(settings.JOIN_COOKIE_NAME), self.scope.get("user"), self.channel_name
         )
         if not admission.check.ok:
             await self.close(code=admission.check.close_code)
@@ -214,7 +216,6 @@ class CallConsumer(AsyncWebsocketConsumer):
             ice=lambda turn: ice.ice_servers(appointment_id=appointment_id, turn=turn),
             codes_version=join.codes_version,
         )
-        await _off_loop(presence.announce)(appointment_id, join.seat, self.channel_name)
         presence.keep_alive(appointment_id, join.seat, self.channel_name)
         await self.channel_layer.group_add(self.group, self.channel_name)
         others = {channel for seat, channel in found.channels.items() if seat != join.seat}

@@ -141,6 +141,23 @@ async def test_a_send_from_another_thread_reaches_an_inbox_on_its_loop():
     assert await asyncio.wait_for(inbox.get(), 5) == {"type": "call.notice"}
 
 
+async def test_a_waiting_patients_connect_makes_one_thread_hop(issued, settings, monkeypatch):
+    """Join check, presence snapshot and the new presence entry share one worker-thread
+    hop; no session cookie, so no login to resolve (redconnect.wsauth)."""
+    settings.SIGNALING_HEARTBEAT_INTERVAL = 3600
+    cache.clear()
+    cookie = await patient_cookie(issued.patient_code)
+    hops = count_thread_hops(monkeypatch)
+    patient, _ = await connect(cookie)
+    try:
+        await expect(patient, "waiting")
+        assert hops == {"sync_to_async": 1}
+        key = presence.presence_key(issued.appointment.pk, "patient")
+        assert await sync_to_async(cache.get)(key)  # the entry that hop wrote
+    finally:
+        await disconnect(patient)
+
+
 @pytest.fixture
 def fake_clock(monkeypatch):
     now = [1000.0]

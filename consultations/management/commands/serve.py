@@ -19,6 +19,7 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from redconnect.asgi import application
+        from redconnect.serving import tune_autobahn
 
         if settings.DEBUG:
             raise CommandError("serve refuses to run with DEBUG on; unset DEBUG.")
@@ -26,6 +27,7 @@ class Command(BaseCommand):
             raise CommandError(f"--port must be 1 to 65535, not {port}.")
         self.stdout.write(f"RED connect: http://{host}:{port}/ (Ctrl+C stops)", ending="\n")
         self.stdout.flush()
+        tune_autobahn()
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),

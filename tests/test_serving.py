@@ -1,0 +1,35 @@
+"""`manage.py serve`'s adjustment of autobahn (redconnect.serving): no pretty-printing of
+the protocol configuration at each WebSocket connect unless debug lines are written."""
+
+from __future__ import annotations
+
+import txaio
+from autobahn.websocket import protocol
+
+from redconnect import serving
+
+
+def test_autobahn_formats_its_configuration_only_for_debug_lines(monkeypatch):
+    calls = []
+    monkeypatch.setattr(serving.pprint, "pformat", lambda value, *a, **k: calls.append(value))
+    monkeypatch.setattr(protocol, "pformat", protocol.pformat)  # undone after the test
+    serving.tune_autobahn()
+    assert protocol.pformat is serving.pformat_when_debugging
+    assert txaio.get_global_log_level() not in serving.DEBUG_LEVELS
+    assert protocol.pformat([("autoPingInterval", 20, "Factory")]) == "" and calls == []
+    level = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    try:
+        protocol.pformat([("autoPingInterval", 20, "Factory")])
+    finally:
+        txaio.set_global_log_level(level)
+    assert calls == [[("autoPingInterval", 20, "Factory")]]
+
+
+def test_the_serve_command_applies_it():
+    import inspect
+
+    from consultations.management.commands import serve
+
+    source = inspect.getsource(serve.Command.handle)
+    assert source.index("tune_autobahn()") < source.index("Server(")
