@@ -111,23 +111,6 @@ def _check_join_now(cookie_value: str | None, user, channel: str) -> Admission:
 
 _check_join = database_sync_to_async(_check_join_now, thread_sensitive=False)
 
-# Handler names of the events this consumer handles (channels' `get_handler_name` per
-# message: a replace and checks each time); other types still go through it.
-_HANDLER_NAMES = {
-    kind: kind.replace(".", "_")
-    for kind in (
-        "call.relay",
-        "call.ping",
-        "call.hello",
-        "call.here",
-        "call.admit",
-        "call.joined",
-        "call.left",
-        "websocket.connect",
-        "websocket.disconnect",
-    )
-}
-
 
 class CallConsumer(AsyncWebsocketConsumer):
     appointment = None
@@ -199,8 +182,7 @@ class CallConsumer(AsyncWebsocketConsumer):
         if kind == "websocket.receive":  # half of all messages: skip websocket_receive
             await self.receive(message.get("text"), message.get("bytes"))
             return
-        name = _HANDLER_NAMES.get(kind) or get_handler_name(message)
-        handler = getattr(self, name, None)
+        handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
