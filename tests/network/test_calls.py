@@ -19,12 +19,16 @@ def test_port_restricted_nat_both_sides_connects_via_stun(fresh_nat, browsers):
     try:
         decodes_video_both_ways(doctor, patient)
         for participant, other_wan in ((doctor, HOME_WAN), (patient, PRACTICE_WAN)):
+            # While the two NATs' holes are still being punched, Chromium may select
+            # the relay pair first and move to the direct pair once that answers
+            # (the page's switch note; seen once in a fresh-machine run): wait for the
+            # direct route, then check that the selected pair really is direct.
+            participant.wait_state("route", "^direct$")
             s = stats(participant)
             assert "relay" not in (s["local"]["type"], s["remote"]["type"])
             # The LANs are not routed to each other: the pair goes through both NATs,
             # to the address STUN found for the other side (server-reflexive).
             assert s["remote"]["address"] == other_wan
-            participant.wait_state("route", "^direct$")
             assert participant.page.text_content('[data-role="route"]') == "direkt"
     finally:
         close_call(doctor, patient)
