@@ -264,6 +264,20 @@ async def test_inboxes_get_local_and_cross_process_messages_and_the_layers_failu
         await other.close_pools()
 
 
+async def test_mail_expired_before_the_attach_is_not_delivered(layer_config):
+    layer = LocalFirstRedisChannelLayer(**layer_config["CONFIG"])
+    try:
+        channel, inbox = await layer.new_channel(), asyncio.Queue()
+        await layer.send(channel, {"type": "call.hello", "n": "stale"})
+        await layer.send(channel, {"type": "call.hello", "n": "fresh"})
+        stale = layer.mailboxes[channel].messages[0][1]
+        layer.mailboxes[channel].messages[0] = (0.0, stale)  # its expiry has passed
+        layer.attach(channel, inbox)
+        assert inbox.get_nowait()["n"] == "fresh" and inbox.empty()
+    finally:
+        await layer.flush()
+
+
 async def test_a_full_inbox_refuses_like_a_full_mailbox(layer_config):
     layer = LocalFirstRedisChannelLayer(**{**layer_config["CONFIG"], "capacity": 2})
     try:

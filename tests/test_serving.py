@@ -26,10 +26,22 @@ def test_autobahn_formats_its_configuration_only_for_debug_lines(monkeypatch):
     assert calls == [[("autoPingInterval", 20, "Factory")]]
 
 
-def test_the_serve_command_applies_it():
-    import inspect
+def test_the_serve_command_applies_it_before_daphne_starts(monkeypatch):
+    """Runs `serve` with daphne's Server replaced by a recorder of what autobahn's
+    `pformat` is when the server is built."""
+    import daphne.server
+    from django.core.management import call_command
 
-    from consultations.management.commands import serve
+    seen = []
 
-    source = inspect.getsource(serve.Command.handle)
-    assert source.index("tune_autobahn()") < source.index("Server(")
+    class Recorder:
+        def __init__(self, **kwargs):
+            seen.append(protocol.pformat)
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(protocol, "pformat", protocol.pformat)  # undone after the test
+    monkeypatch.setattr(daphne.server, "Server", Recorder)
+    call_command("serve", "--port", "8123")
+    assert seen == [serving.pformat_when_debugging]
