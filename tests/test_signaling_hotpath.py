@@ -267,7 +267,13 @@ async def test_a_connection_is_refreshed_until_it_closes(issued, doctor, setting
         # … the next refresh writes it again, with both connections in one write.
         # (Polled in the cache itself: a write already under way when the entry was
         # deleted would be recorded too, but not bring it back.)
-        await until(lambda: cache.get(key) is not None)
+        # A refresh writes the presence entries and then the admissions: wait for both.
+        await until(
+            lambda: (
+                cache.get(key) is not None
+                and any(ttl == presence.RESUME_WINDOW for _, _, ttl in writes)
+            )
+        )
         assert any(key in data for _, data, _ in writes)
         assert {method for method, _, _ in writes} == {"set_many"}
         # Per interval one write of both presence entries and, since the patient is
