@@ -739,7 +739,7 @@ def test_network_evidence_passes_on_the_documented_results():
     ("text", "missing"),
     [
         (None, "fehlt"),
-        ("Calls through NAT and coturn, 400 kbit/s with 5 % loss.", "recovery"),
+        ("Calls through NAT and coturn, 400 kbit/s with 10 % loss.", "recovery"),
     ],
 )
 def test_missing_or_incomplete_network_evidence_fails(tmp_path, monkeypatch, text, missing):

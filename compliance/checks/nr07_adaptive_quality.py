@@ -32,7 +32,7 @@ REQUIREMENT = Requirement(
     further_evidence=gettext_lazy(
         "Real-network evidence: docs/evidence-network.md in the source of this version – "
         "calls in real Chromium through NAT and TURN (coturn), on a link limited to "
-        "400 kbit/s with 5 percent packet loss (audio kept, video bitrate and resolution lowered, "
+        "400 kbit/s with 10 percent packet loss (audio kept, video bitrate and resolution lowered, "
         "audio-only offered) and recovery within 30 seconds after the impairment is lifted."
     ),
 )
@@ -44,7 +44,7 @@ NETWORK_FACTS = {
     "NAT": "NAT",
     "TURN": "coturn",
     "400 kbit/s": "400 kbit/s",
-    "5 %": "5 %",
+    "10 %": "10 %",
     "recovery": "within 30 seconds",
 }
 
@@ -154,8 +154,8 @@ def _network_evidence_path() -> Path:
 @check(
     "network_lab_evidence",
     gettext_lazy(
-        "Adaptation is documented on a real bad network: NAT, TURN, 400 kbit/s and 5 percent loss, "
-        "recovery (static check of the evidence document)"
+        "Adaptation is documented on a real bad network: NAT, TURN, 400 kbit/s and 10 percent "
+        "loss, recovery (static check of the evidence document)"
     ),
     static=True,
 )
@@ -178,7 +178,7 @@ def network_lab_evidence() -> Finding:
         _(
             "Static check: %(doc)s documents the real-network tests (tests/network/, "
             "pytest marker network): calls through NAT and via TURN (coturn), a link "
-            "limited to 400 kbit/s with 5 %% loss on which audio continues and video "
+            "limited to 400 kbit/s with 10 %% loss on which audio continues and video "
             "quality goes down, and recovery within 30 seconds."
         )
         % {"doc": NETWORK_EVIDENCE}

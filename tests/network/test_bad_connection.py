@@ -1,7 +1,7 @@
 """A bad home connection for real (KBV § 5 Nr. 7): limited rate and packet loss.
 
 This kernel has no netem; the home router limits its link both ways with `tc tbf`
-(400 kbit/s) and drops 5 % of the forwarded packets with nftables (`numgen random`).
+(400 kbit/s) and drops 10 % of the forwarded packets with nftables (`numgen random`).
 The call must keep its audio, send less video at a lower resolution (WebRTC's own
 congestion control; nothing in the page caps a bitrate), show the bad quality and offer
 audio only; once the impairment is lifted, quality recovers within 30 seconds.
@@ -18,7 +18,7 @@ from tests.network.calls import PC_JS, close_call, decodes_video_both_ways, open
 
 pytestmark = pytest.mark.network
 
-RATE_KBIT, LOSS_PERCENT = 400, 5
+RATE_KBIT, LOSS_PERCENT = 400, 10
 RECOVERY_SECONDS = 30
 CLEAN_KBIT = 500  # video the clean link carries before the impairment starts
 
