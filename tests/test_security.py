@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.support.asgi import asgi_get
 from tests.support.helpers import run_manage
 
 PRODUCTION_ENV = {
@@ -89,34 +90,6 @@ def test_security_headers_on_every_response_type(db, method, path, status):
     assert_security_headers(response)
 
 
-async def asgi_get(path: str) -> tuple[int, dict[str, str]]:
-    """A GET through the ASGI application, as daphne would send it (static handler included)."""
-    from asgiref.testing import ApplicationCommunicator
-
-    from redconnect.asgi import application
-
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "scheme": "http",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8000),
-    }
-    communicator = ApplicationCommunicator(application, scope)
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(10)
-    while (await communicator.receive_output(10)).get("more_body"):
-        pass
-    headers = {name.decode().title(): value.decode() for name, value in start["headers"]}
-    return start["status"], headers
-
-
 class HeaderView:
     """What `assert_security_headers` needs of a response."""
 
@@ -130,7 +103,7 @@ class HeaderView:
 @pytest.mark.parametrize(("path", "status"), [("/static/css/site.css", 200), ("/static/x.js", 404)])
 async def test_security_headers_on_static_files(path, status):
     """Static files bypass Django's middleware; they must carry the headers anyway."""
-    got, headers = await asgi_get(path)
+    got, headers, _ = await asgi_get(path)
     assert got == status
     assert_security_headers(HeaderView(headers))
 

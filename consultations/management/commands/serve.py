@@ -19,7 +19,7 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from redconnect.asgi import application
-        from redconnect.serving import tune_autobahn
+        from redconnect.serving import tune_autobahn, tune_twisted
 
         if settings.DEBUG:
             raise CommandError("serve refuses to run with DEBUG on; unset DEBUG.")
@@ -28,6 +28,7 @@ class Command(BaseCommand):
         self.stdout.write(f"RED connect: http://{host}:{port}/ (Ctrl+C stops)", ending="\n")
         self.stdout.flush()
         tune_autobahn()
+        tune_twisted()
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
