@@ -113,6 +113,14 @@ def test_pages_bench_compares_join_page_with_bare_view(tmp_path):
         assert "warm_median_s" in data["pdf"]["renderer"], data["pdf"]["renderer"]
 
 
+@pytest.mark.skipif(PRODUCTION_PROFILE, reason=SELF_CONTAINED)
+def test_asgi_handler_bench_compares_the_three_handlers(tmp_path):
+    data = run_bench("asgi_handler", tmp_path)
+    for page in ("/", "/faq/"):
+        assert set(data["cpu_ms"][page]) == {"sync_chain_asgi", "stock_asgi", "wsgi"}
+        assert all(ms > 0 for ms in data["cpu_ms"][page].values())
+
+
 @pytest.mark.e2e
 def test_call_setup_bench_measures_first_remote_frame(tmp_path):
     data = run_bench("call_setup", tmp_path)
