@@ -117,3 +117,17 @@ def test_twisted_alone_watches_the_socket_for_every_write():
     result = twisted_writes("buffered")
     assert result["intact"], result
     assert result["small_write_watches"] == 1
+
+
+def test_a_tls_connection_keeps_twisteds_way(monkeypatch):
+    """With TLS, `write()` hands the bytes to the TLS layer: they must never go to the
+    socket as they are (the connection has no socket here: a send would raise)."""
+    handed_on = []
+    monkeypatch.setattr(serving, "_buffered_write", lambda connection, data: handed_on.append(data))
+    connection = tcp.Connection.__new__(tcp.Connection)
+    connection.TLS = True
+    connection.connected = True
+    connection._tempDataBuffer = []
+    connection.producer = None
+    serving.write_now(connection, b"clear text")
+    assert handed_on == [b"clear text"]
