@@ -1,9 +1,11 @@
 """`manage.py serve`'s adjustments of daphne's stack (redconnect.serving): autobahn builds
-its debug-line arguments only for debug lines, and Twisted sends a write at once when
-nothing is queued before it."""
+its debug-line arguments only for debug lines, Twisted sends a write at once when
+nothing is queued before it, and the garbage collector scans its young generation less
+often."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -28,6 +30,9 @@ def restored(monkeypatch):
         for name in names:
             monkeypatch.setattr(module, name, getattr(module, name))
     monkeypatch.setattr(tcp.Connection, "write", tcp.Connection.write)
+    threshold = gc.get_threshold()
+    yield
+    gc.set_threshold(*threshold)
 
 
 @pytest.fixture
@@ -64,7 +69,7 @@ def test_autobahn_formats_debug_arguments_only_for_debug_lines(
     assert tuned(value) == original(value) != ""
 
 
-def test_the_serve_command_applies_both_before_daphne_starts(restored, monkeypatch):
+def test_the_serve_command_applies_them_before_daphne_starts(restored, monkeypatch):
     """Runs `serve` with daphne's Server replaced by a recorder of what is in place when
     the server is built."""
     import daphne.server
@@ -75,7 +80,13 @@ def test_the_serve_command_applies_both_before_daphne_starts(restored, monkeypat
     class Recorder:
         def __init__(self, **kwargs):
             seen.append(
-                (protocol.pformat, protocol.hlval, twisted_websocket.hltype, tcp.Connection.write)
+                (
+                    protocol.pformat,
+                    protocol.hlval,
+                    twisted_websocket.hltype,
+                    tcp.Connection.write,
+                    gc.get_threshold()[0],
+                )
             )
 
         def run(self):
@@ -89,6 +100,7 @@ def test_the_serve_command_applies_both_before_daphne_starts(restored, monkeypat
             serving.hlval_when_debugging,
             serving.hltype_when_debugging,
             serving.write_now,
+            serving.GC_YOUNG_THRESHOLD,
         )
     ]
 
@@ -131,3 +143,10 @@ def test_a_tls_connection_keeps_twisteds_way(monkeypatch):
     connection.producer = None
     serving.write_now(connection, b"clear text")
     assert handed_on == [b"clear text"]
+
+
+def test_the_collector_scans_young_objects_less_often_and_keeps_the_older_generations(restored):
+    gc.set_threshold(700, 10, 10)
+    serving.tune_gc()
+    assert gc.get_threshold() == (serving.GC_YOUNG_THRESHOLD, 10, 10)
+    assert gc.isenabled()

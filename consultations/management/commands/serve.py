@@ -19,7 +19,7 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from redconnect.asgi import application
-        from redconnect.serving import tune_autobahn, tune_twisted
+        from redconnect.serving import tune_autobahn, tune_gc, tune_twisted
 
         if settings.DEBUG:
             raise CommandError("serve refuses to run with DEBUG on; unset DEBUG.")
@@ -29,6 +29,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         tune_autobahn()
         tune_twisted()
+        tune_gc()
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
