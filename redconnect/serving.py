@@ -19,8 +19,8 @@ bytes is kept. A/B at 2,000 msg/s (bench/README.md, "Issue 14, serving"): p99 4.
 
 3. Python's cyclic garbage collector scans its young generation after every 700 new
 container objects (the default). A server process that holds thousands of connections
-allocates many small objects per frame and per connect, and ran that scan about every
-other relayed message. Here it runs after every 50,000; the older generations keep their
+allocates many small objects per frame and per connect, and ran that scan every few
+relayed messages. Here it runs after every 50,000; the older generations keep their
 defaults, so cycles are still collected, a little later. A/B in one sitting
 (docs/architecture.md, "Serving"): opening a waiting patient's connection −20 % CPU, a
 relayed message −7 %. The price is memory: garbage is collected later and Python keeps
