@@ -29,6 +29,7 @@ the memory it once used, ≈ 40 MiB more RSS after a burst of 5,000 page request
 
 from __future__ import annotations
 
+import functools
 import gc
 import pprint
 
@@ -42,12 +43,12 @@ DEBUG_LEVELS = ("debug", "trace")
 def only_when_debugging(format_value):
     """`format_value`, or "" while no debug line is written (only such lines read it)."""
 
+    @functools.wraps(format_value)
     def formatted(*args, **kwargs) -> str:
         if txaio.get_global_log_level() in DEBUG_LEVELS:
             return format_value(*args, **kwargs)
         return ""
 
-    formatted.wrapped = format_value
     return formatted
 
 

@@ -103,10 +103,9 @@ class Inboxes:
     its receive task on the way (with channels' in-memory layer also a `deepcopy`):
     about a quarter of the relay phase's py-spy samples; attaching took the relay from
     421 to 376 µs of CPU per message (bench/README.md, "Issue 14, inboxes"). A consumer
-    that attaches its ASGI receive
-    queue here (`signaling.consumers.CallConsumer`) gets the layer's messages for its
-    channel put straight into that queue, beside its client frames: one await wakes it
-    for either, in the order they arrived.
+    that attaches its ASGI receive queue here (`signaling.consumers.CallConsumer`) gets
+    the layer's messages for its channel put straight into that queue, beside its client
+    frames: one await wakes it for either, in the order they arrived.
 
     The layer's rules stay: at most `capacity` messages wait (beyond, the sender gets
     `ChannelFull`, as with the layer's own queue), every receiver gets its own copy of the

@@ -62,7 +62,7 @@ def test_autobahn_formats_debug_arguments_only_for_debug_lines(
     original = getattr(module, name)
     serving.tune_autobahn()
     tuned = getattr(module, name)
-    assert tuned is not original and tuned.wrapped is original
+    assert tuned is not original and tuned.__wrapped__ is original
     assert txaio.get_global_log_level() not in serving.DEBUG_LEVELS
     assert tuned(value) == ""
     debug_level()
