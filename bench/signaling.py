@@ -45,10 +45,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
 import socket as socketlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -711,6 +713,42 @@ def ratios(ours: dict, base: dict) -> dict:
     return {name: ratio(dig(ours, path), dig(base, path)) for name, path in RATIO_KEYS.items()}
 
 
+# Counts that must show a failure of any round, not the middle one.
+WORST_OF_ROUNDS = frozenset({"errors", "error_kinds", "server_log_errors", "calls_set_up"})
+
+
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """One server's rounds as one result: the median of every figure, except that errors,
+    losses and log errors are the worst round's (any failure shows) and the calls set up
+    the fewest."""
+    merged: dict = {}
+    for key, first in rounds[0].items():
+        values = [r.get(key) for r in rounds]
+        if key in WORST_OF_ROUNDS:
+            if key == "calls_set_up":
+                merged[key] = min(values)
+            elif key == "server_log_errors":
+                merged[key] = [line for r in rounds for line in r[key]][:20]
+            elif key == "error_kinds":
+                kinds: Counter = Counter()
+                for value in values:
+                    kinds.update(value)
+                merged[key] = dict(kinds)
+            else:
+                merged[key] = max(values)
+        elif isinstance(first, dict):
+            merged[key] = median_of_rounds(values)
+        elif (present := [v for v in values if v is not None]) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in present
+        ):
+            middle = statistics.median(present)  # None: a round without it
+            integral = all(isinstance(v, int) for v in present) and middle == int(middle)
+            merged[key] = int(middle) if integral else round(middle, 3)
+        else:
+            merged[key] = first
+    return merged
+
+
 FIGURES = [
     ("server processes", ("server_processes",)),
     ("offered msg/s (total)", ("offered_messages_per_s",)),
@@ -760,13 +798,37 @@ def report(servers: dict[str, dict], ratio_sets: dict[str, dict]) -> None:
             )
 
 
+def report_rounds(ratio_rounds: dict[str, list[dict]], rounds: list[dict]) -> None:
+    """The spread behind the medians: p99 and CPU per message of every round."""
+    print("\nper round (the tables above are the medians):")
+    for name in rounds[0]:
+        p99 = [fmt(dig(r[name], ("relay_latency", "p99_ms"))) for r in rounds]
+        cpu = [fmt(r[name]["server_cpu_us_per_message"]) for r in rounds]
+        print(f"  {name}: p99 ms {', '.join(p99)}; CPU µs/message {', '.join(cpu)}")
+    for pair, values in ratio_rounds.items():
+        p99 = [fmt(v["relay_p99_ms"], 2) for v in values]
+        cpu = [fmt(v["server_cpu_us_per_message"], 2) for v in values]
+        print(f"  {pair}: p99 {', '.join(p99)}; CPU per message {', '.join(cpu)}")
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` onto `cpus` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
 async def measure(target, args) -> dict:
     target.start(args.calls)
+    pinned = args.pin and target.processes == 1
+    if pinned:
+        # As the deployment guide runs each process: on one core (docs/deployment.md).
+        pin_threads(target.pid, {min(os.sched_getaffinity(0))})
     try:
         result = await run_target(target, args)
     finally:
         server_errors = target.stop()
     result["server_log_errors"] = server_errors[:20]
+    result["pinned"] = pinned
     if hasattr(target, "nginx_cpu_s"):
         result["nginx_cpu_s"] = target.nginx_cpu_s
     return result
@@ -784,6 +846,19 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=20.0, help="steady phase seconds")
     parser.add_argument("--grace", type=float, default=2.0, help="wait for stragglers (s)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds: every server once per round, in turn; figures and ratios are the "
+        "median of the rounds (ratios each against the same round's bare relay)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="one-process servers pinned to one CPU, as the deployment guide runs each "
+        "process (the load generator is not pinned; servers of two processes neither)",
+    )
     parser.add_argument(
         "--setup-concurrency", type=int, default=50, help="calls being set up at the same time (50)"
     )
@@ -824,6 +899,8 @@ def main() -> int:
     per_connection = args.rate / (2 * args.calls)
     if per_connection > 8:
         parser.error("more than 8 frames/s per connection would hit the 100-per-10-s limit")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     raise_fd_limit(8 * args.calls + 1024)
 
     makers = {
@@ -874,19 +951,34 @@ def main() -> int:
         "servers": {},
         "ratio": {},
     }
-    for name, make in targets:
-        print(
-            f"running {name}: {args.calls} calls, {args.rate:g} msg/s per process "
-            f"for {args.duration:g} s",
-            flush=True,
-        )
-        data["servers"][name] = asyncio.run(measure(make(), args))
-    base = data["servers"].get("baseline")
-    for name in data["servers"]:
-        if name != "baseline" and base:
-            data["ratio"][f"{name}/baseline"] = ratios(data["servers"][name], base)
+    rounds: list[dict[str, dict]] = []
+    for number in range(1, args.repeat + 1):
+        results: dict[str, dict] = {}
+        for name, make in targets:
+            print(
+                f"running {name}: {args.calls} calls, {args.rate:g} msg/s per process "
+                f"for {args.duration:g} s" + (f" (round {number})" if args.repeat > 1 else ""),
+                flush=True,
+            )
+            results[name] = asyncio.run(measure(make(), args))
+        rounds.append(results)
+    ratio_rounds = {
+        f"{name}/baseline": [ratios(r[name], r["baseline"]) for r in rounds]
+        for name, _ in targets
+        if name != "baseline" and "baseline" in rounds[0]
+    }
+    if args.repeat == 1:
+        data["servers"] = rounds[0]
+        data["ratio"] = {pair: values[0] for pair, values in ratio_rounds.items()}
+    else:
+        data["servers"] = {n: median_of_rounds([r[n] for r in rounds]) for n, _ in targets}
+        data["ratio"] = {pair: median_of_rounds(v) for pair, v in ratio_rounds.items()}
+        data["rounds"] = rounds
+        data["ratio_rounds"] = ratio_rounds
     data["machine"]["loadavg_at_end"] = loadavg()
     report(data["servers"], data["ratio"])
+    if args.repeat > 1:
+        report_rounds(ratio_rounds, rounds)
     write_results("signaling-quick" if args.quick else "signaling", data, args.json_path)
     failed = [n for n, s in data["servers"].items() if s["calls_set_up"] == 0]
     return 1 if failed else 0

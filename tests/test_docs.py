@@ -6,6 +6,7 @@ restriction in the guide would end up on real servers.
 
 from __future__ import annotations
 
+import configparser
 import ipaddress
 import re
 import subprocess
@@ -199,6 +200,22 @@ def test_systemd_template_runs_serve_on_the_instance_port():
     assert "redconnect@.service" in DEPLOYMENT
     assert re.search(r"ExecStart=\S+python manage\.py serve --host 127\.0\.0\.1 --port %i", units)
     assert "EnvironmentFile=/etc/redconnect/env" in units
+
+
+def test_guide_pins_every_enabled_process_to_its_own_core(tmp_path):
+    """The guide's drop-in loop, run into a scratch directory: each process it enables
+    gets a drop-in with a core of its own."""
+    (script,) = [b for b in code_blocks(DEPLOYMENT, "sh") if "CPUAffinity" in b]
+    enabled = re.findall(r"redconnect@(\d+)", script.split("systemctl enable", 1)[1])
+    commands = [line for line in script.splitlines() if not line.startswith("systemctl")]
+    runnable = "\n".join(commands).replace("/etc/systemd/system", str(tmp_path))
+    subprocess.run(["bash", "-euc", runnable], check=True, timeout=10)
+    cores = {}
+    for port in enabled:
+        unit = configparser.ConfigParser()
+        unit.read(tmp_path / f"redconnect@{port}.service.d" / "cpu.conf")
+        cores[port] = unit["Service"]["CPUAffinity"]
+    assert len(enabled) == 4 and sorted(cores.values()) == ["0", "1", "2", "3"]
 
 
 def test_purge_runs_daily_from_a_timer():
