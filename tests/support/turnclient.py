@@ -3,7 +3,8 @@
 Enough to prove what a TURN server lets an authenticated client do: Allocate with
 long-term credentials (401 challenge, then REALM/NONCE/MESSAGE-INTEGRITY), then
 CreatePermission for a peer address. coturn answers 403 for a peer it must not relay
-to (denied-peer-ip, loopback, its own addresses). No data relaying, no TCP.
+to (denied-peer-ip, loopback, its own addresses). Closing deletes the allocation
+(Refresh, lifetime 0). No data relaying, no TCP.
 """
 
 from __future__ import annotations
@@ -115,9 +116,10 @@ class TurnClient:
     def close(self) -> None:
         """Delete the allocation (Refresh with lifetime 0, RFC 8656 §7), then the socket.
 
-        Otherwise the allocation outlives the socket for its lifetime (10 minutes), and a
-        later socket that the kernel gives the same source port finds its 5-tuple taken
-        (437 Allocation Mismatch) — a test allocating many would then fail by chance.
+        Otherwise the allocation outlives the socket for its lifetime (10 minutes): it
+        keeps counting against its username's quota, and a later socket that the kernel
+        gives the same source port may find its 5-tuple taken (the likely cause of a
+        quota test that once saw one allocation too few granted).
         """
         try:
             if self.relayed is not None:
