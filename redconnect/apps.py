@@ -11,6 +11,4 @@ class RedConnectAdminConfig(AdminConfig):
     def ready(self) -> None:
         super().ready()
         # The project package is no app of its own; its system checks register here.
-        from redconnect import checks, dbconnections  # noqa: F401
-
-        dbconnections.connect_signals()
+        from redconnect import checks  # noqa: F401

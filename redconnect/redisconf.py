@@ -71,9 +71,10 @@ def channel_layer_config(url: str, encryption_key: str | None = None) -> dict:
 
 
 def cache_config(url: str) -> dict:
-    """`CACHES["default"]` for a Redis URL (presence, rate limits)."""
+    """`CACHES["default"]` for a Redis URL (presence, rate limits): Django's Redis
+    backend, reusing its redis-py client (redconnect.rediscache)."""
     return {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "redconnect.rediscache.RedisCache",
         "LOCATION": url,
         "KEY_PREFIX": "redconnect",
         "OPTIONS": connection_options(asynchronous=False),

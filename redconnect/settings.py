@@ -78,10 +78,10 @@ if IS_SQLITE:
     # Browser tests run a live server in a second thread: the test DB must be a file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
-# The WebSocket consumers' database thread keeps its connection this long instead of
-# opening one per connect (with SQLite a new connection also registers Django's SQL
-# functions); HTTP requests still close theirs at their end (redconnect.dbconnections
-# says why). The health check tests a kept connection before its first use, so a
+# The WebSocket consumers' database thread and the page requests' threads
+# (redconnect.handler) keep their connections this long instead of opening one per
+# connect or request (with SQLite a new connection also registers Django's SQL
+# functions). The health check tests a kept connection before its first use, so a
 # database restart costs no restart of the server. 0: a new connection every time.
 DATABASES["default"]["CONN_MAX_AGE"] = env_int(
     "DB_CONN_MAX_AGE",

@@ -43,6 +43,20 @@ def pytest_sessionfinish(session, exitstatus):
         Path(report).write_text(json.dumps({"outcomes": _outcomes, "skipped": _skip_reasons}))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_kept_database_connections(django_db_setup, django_db_blocker):
+    """At the end, before the test database is dropped: the connections that long-lived
+    threads keep (CONN_MAX_AGE) would keep PostgreSQL from dropping it."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(10)
+        if "redconnect.asgi" in sys.modules:
+            sys.modules["redconnect.asgi"].django_asgi_app.close_connections()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2 costs ~0.3 s a persona on two cores; tests don't need slow hashing."""
