@@ -7,7 +7,9 @@ When the server exits, $GCSTATS_FILE holds `[generation, pause ms, epoch seconds
 every collection; compare the times with the set-up and steady phases. With
 GARBAGE_AT=SECONDS the server also keeps what the collector frees during the two seconds
 after that moment and writes its object types to $GARBAGE_FILE: where cyclic garbage
-comes from (a page request leaves about a hundred objects in reference cycles).
+comes from (a page request leaves about a hundred objects in reference cycles). With
+GC_YOUNG_THRESHOLD=N the server's young generation is collected after N objects instead
+of `redconnect.serving.GC_YOUNG_THRESHOLD`.
 """
 
 import atexit
@@ -57,3 +59,8 @@ atexit.register(_dump)
 signal.signal(signal.SIGTERM, _dump)
 if os.environ.get("GARBAGE_AT"):
     threading.Thread(target=_census, args=(float(os.environ["GARBAGE_AT"]),), daemon=True).start()
+if os.environ.get("GC_YOUNG_THRESHOLD"):
+    # A/B of `serve`'s young-generation threshold (redconnect.serving.tune_gc reads it).
+    from redconnect import serving
+
+    serving.GC_YOUNG_THRESHOLD = int(os.environ["GC_YOUNG_THRESHOLD"])

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -487,6 +488,7 @@ class Call:
 class Tally:
     errors: Counter = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    slow: list[tuple[int, float]] = field(default_factory=list)  # (arrival ns, ms) > SLOW_MS
     sent: int = 0
     received: int = 0
 
@@ -559,7 +561,10 @@ async def reader(socket: ClientConnection, tally: Tally, closed_ok: asyncio.Even
                 stamp = stamp_of(message)
                 tally.received += 1
                 if stamp is not None:
-                    tally.latencies_ms.append((now - stamp) / 1e6)
+                    latency_ms = (now - stamp) / 1e6
+                    tally.latencies_ms.append(latency_ms)
+                    if latency_ms > SLOW_MS:
+                        tally.slow.append((now, latency_ms))
             elif kind == "error":
                 tally.errors[f"error:{message.get('code')}"] += 1
             elif not (kind in HANG_UP_EVENTS and closed_ok.is_set()):
@@ -613,6 +618,60 @@ def start_profiler(target, args, phase: str) -> subprocess.Popen | None:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+SLOW_MS = 20.0  # a relayed message this late counts towards a stall
+
+
+def stalls(slow: list[tuple[int, float]], phase_start_ns: int, gap_s: float = 0.5) -> list[dict]:
+    """Late messages grouped into stalls (no two late arrivals of one stall further apart
+    than gap_s), the largest first: a tail made by a few stalls reads differently from
+    one spread over the whole phase."""
+    groups: list[list[tuple[int, float]]] = []
+    for arrival, ms in sorted(slow):
+        if groups and arrival - groups[-1][-1][0] <= gap_s * 1e9:
+            groups[-1].append((arrival, ms))
+        else:
+            groups.append([(arrival, ms)])
+    found = [
+        {
+            "at_s": round((group[0][0] - phase_start_ns) / 1e9, 2),
+            "lasted_s": round((group[-1][0] - group[0][0]) / 1e9, 2),
+            "late_messages": len(group),
+            "max_ms": round(max(ms for _, ms in group), 1),
+        }
+        for group in groups
+    ]
+    return sorted(found, key=lambda stall: -stall["late_messages"])[:5]
+
+
+class CollectorPauses:
+    """The load generator's own garbage-collector pauses: a pause here delays every message
+    in flight as if the server had stalled, so the steady phase reports them."""
+
+    def __init__(self):
+        self.pauses_ms: list[float] = []
+        self._started = 0.0
+
+    def __enter__(self) -> CollectorPauses:
+        gc.callbacks.append(self._record)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        gc.callbacks.remove(self._record)
+
+    def _record(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses_ms.append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> dict:
+        return {
+            "count": len(self.pauses_ms),
+            "max_ms": round(max(self.pauses_ms, default=0.0), 1),
+            "total_ms": round(sum(self.pauses_ms), 1),
+        }
+
+
 async def run_target(target, args) -> dict:
     probe = ProcessProbe(target.pids)
     probe.mark("start")
@@ -642,9 +701,11 @@ async def run_target(target, args) -> dict:
     profiler = start_profiler(target, args, "steady")
     probe.mark("steady_start")
     phase_start = time.perf_counter()
+    phase_start_ns = time.perf_counter_ns()
     until = loop.time() + args.duration
-    await asyncio.gather(*(sender(s, interval, until, tally) for s in sockets))
-    await asyncio.sleep(args.grace)  # let in-flight messages arrive
+    with CollectorPauses() as client_pauses:
+        await asyncio.gather(*(sender(s, interval, until, tally) for s in sockets))
+        await asyncio.sleep(args.grace)  # let in-flight messages arrive
     phase_s = time.perf_counter() - phase_start
     probe.mark("steady_end")
     if profiler:
@@ -667,6 +728,7 @@ async def run_target(target, args) -> dict:
         "setup_calls_per_s": round(len(calls) / setup_s, 1) if setup_s else None,
         "setup_ms": latency_summary([c.setup_ms for c in calls]),
         "relay_latency": latency_summary(tally.latencies_ms),
+        "stalls": stalls(tally.slow, phase_start_ns),
         "messages_sent": tally.sent,
         "messages_relayed": tally.received,
         "messages_per_s": round(tally.received / (phase_s - args.grace), 1),
@@ -684,6 +746,7 @@ async def run_target(target, args) -> dict:
             "total": round(client_cpu_seconds() - client_start, 3),
             "steady": round(steady_client_cpu, 3),
         },
+        "client_gc_pauses": client_pauses.summary(),
         "errors": sum(tally.errors.values()),
         "error_kinds": dict(tally.errors.most_common(10)),
         **({"placement": placement} if placement else {}),
@@ -724,7 +787,12 @@ def median_of_rounds(rounds: list[dict]) -> dict:
     merged: dict = {}
     for key, first in rounds[0].items():
         values = [r.get(key) for r in rounds]
-        if key in WORST_OF_ROUNDS:
+        if key == "stalls":  # no median of stalls: every round's, largest first
+            merged[key] = sorted(
+                (stall for value in values for stall in value or []),
+                key=lambda stall: -stall["late_messages"],
+            )[:5]
+        elif key in WORST_OF_ROUNDS:
             if key == "calls_set_up":
                 merged[key] = min(values)
             elif key == "server_log_errors":
@@ -790,6 +858,13 @@ def report(servers: dict[str, dict], ratio_sets: dict[str, dict]) -> None:
     for name in names:
         if servers[name]["error_kinds"]:
             print(f"  {name} errors: {servers[name]['error_kinds']}")
+        if servers[name].get("stalls"):
+            print(f"  {name} stalls (relayed messages over {SLOW_MS:.0f} ms late):")
+            for stall in servers[name]["stalls"][:3]:
+                print(
+                    f"    at {stall['at_s']} s of the steady phase, for {stall['lasted_s']} s: "
+                    f"{stall['late_messages']} messages, up to {stall['max_ms']} ms"
+                )
         if "placement" in servers[name]:
             placement, nginx_cpu = servers[name]["placement"], servers[name]["nginx_cpu_s"]
             print(

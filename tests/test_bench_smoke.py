@@ -71,6 +71,8 @@ def test_signaling_bench_runs_project_and_baseline(tmp_path):
         assert set(server["relay_latency"]) >= {"p50_ms", "p95_ms", "p99_ms"}
         assert server["relay_latency"]["count"] == server["messages_relayed"] > 0
         assert server["server_cpu_s"]["total"] >= 0 and server["server_peak_rss_mib"] > 0
+        assert isinstance(server["stalls"], list)
+        assert set(server["client_gc_pauses"]) == {"count", "max_ms", "total_ms"}
     if not PRODUCTION_PROFILE:
         assert len(rounds) == 2
         for name in ("project", "baseline"):
@@ -113,6 +115,26 @@ def test_signaling_rounds_keep_the_worst_failure():
     assert merged["label"] == "x" and merged["ratio"] == 1.5
     assert median_of_rounds([{"split": 0}, {"split": 0}]) == {"split": 0}  # a count stays one
     assert isinstance(median_of_rounds([{"split": 0}, {"split": 0}])["split"], int)
+
+
+def test_signaling_groups_late_messages_into_stalls():
+    """The tail's shape: late messages close together are one stall, the largest first;
+    the rounds' merged figures keep every round's stalls (no median of them)."""
+    signaling = bench_module("signaling")
+    start = 10**12
+
+    def at(seconds: float) -> int:
+        return start + int(seconds * 1e9)
+
+    late = [(at(5.0), 22.0), (at(1.0), 30.0), (at(1.2), 160.0), (at(1.6), 25.0)]
+    found = signaling.stalls(late, start)
+    assert found == [
+        {"at_s": 1.0, "lasted_s": 0.6, "late_messages": 3, "max_ms": 160.0},
+        {"at_s": 5.0, "lasted_s": 0.0, "late_messages": 1, "max_ms": 22.0},
+    ]
+    assert signaling.stalls([], start) == []
+    merged = signaling.median_of_rounds([{"stalls": found[1:]}, {"stalls": []}, {"stalls": found}])
+    assert [stall["late_messages"] for stall in merged["stalls"]] == [3, 1, 1]
 
 
 @pytest.mark.redis
