@@ -5,8 +5,10 @@ WebSocket connect, admit, offer/answer, 20 candidates each way), then every conn
 sends candidates at a fixed total message rate for a while; each message carries its
 send time, so the peer measures the relay latency. Reported per server: set-up rate,
 relay latency p50/p95/p99, messages/s, server CPU seconds (and CPU per relayed message),
-peak RSS (all from /proc, summed over a deployment's processes), errors; and the ratio
-of each server to the bare relay (`baseline`) for each figure.
+peak RSS (all from /proc, summed over a deployment's processes), errors; the steady
+phase's stalls (late messages grouped) and the load generator's own collector pauses
+(frozen out of the phase, `CollectorPauses`); and the ratio of each server to the bare
+relay (`baseline`) for each figure.
 
 Servers (`--only a,b,…`):
   project             embedded default, in-process layer, one process

@@ -130,14 +130,49 @@ def test_one_appointment_cannot_exceed_its_allocation_quota(lab):
         other_user, other_credential = rest_credentials(lab.turn_secret, name="other-appointment")
         with TurnClient((SERVER_IP, TURN_PORT), other_user, other_credential) as client:
             other = client.allocate()
-        return [r.success for r in results], [r.error for r in results], again, other.success
+        retried = {
+            i: (c.mismatches, c.resent) for i, c in enumerate(clients) if c.mismatches or c.resent
+        }
+        return (
+            [r.success for r in results],
+            [r.error for r in results],
+            again,
+            other.success,
+            retried,
+        )
 
-    granted, errors, again, other_granted = in_netns(lab.ns["practice"], allocate_many)
+    granted, errors, again, other_granted, retried = in_netns(lab.ns["practice"], allocate_many)
     refused = {i: error for i, error in enumerate(errors) if error is not None}
-    assert granted == [True] * quota + [False], f"refused (index: error) {refused}"
+    # What to look at if this fails: the refused allocations' error codes, and the clients
+    # that had to retry (index: 437 retries from a new socket, requests sent again).
+    assert granted == [True] * quota + [False], f"refused {refused}, retried {retried}"
     assert errors[-1] == 486  # Allocation Quota Reached
     assert again.success, again.error
     assert other_granted  # another appointment is not affected
+
+
+def test_a_client_port_still_holding_an_allocation_gets_437_and_the_client_moves_on(lab):
+    """A crashed client's allocation outlives it; a new client the kernel gives the same
+    source port meets it: 437 (Allocation Mismatch), and per RFC 8656 §7.3 it retries from
+    another port (what tests.support.turnclient does, like browsers)."""
+
+    def crash_then_reuse():
+        username, credential = rest_credentials(lab.turn_secret, name="mismatch-appointment")
+        crashed = TurnClient((SERVER_IP, TURN_PORT), username, credential)
+        assert crashed.allocate().success
+        port = crashed.sock.getsockname()[1]
+        crashed.sock.close()  # gone without deleting its allocation
+        with TurnClient((SERVER_IP, TURN_PORT), username, credential, source_port=port) as again:
+            response = again.allocate()
+            moved = again.sock.getsockname()[1]
+        # The crashed client's allocation, from a socket on its port, so it ends now.
+        with TurnClient((SERVER_IP, TURN_PORT), username, credential, source_port=port) as old:
+            old.relayed = crashed.relayed
+        return response.success, again.mismatches, port, moved
+
+    success, mismatches, port, moved = in_netns(lab.ns["practice"], crash_then_reuse)
+    assert mismatches == 1
+    assert success and moved != port
 
 
 def test_lab_browsers_get_the_documented_ice_servers(lab):

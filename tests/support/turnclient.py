@@ -27,6 +27,7 @@ REALM, NONCE, XOR_RELAYED_ADDRESS = 0x0014, 0x0015, 0x0016
 XOR_PEER_ADDRESS, REQUESTED_TRANSPORT, XOR_MAPPED_ADDRESS = 0x0012, 0x0019, 0x0020
 LIFETIME = 0x000D
 UDP = 17
+ALLOCATION_MISMATCH = 437
 
 
 def rest_credentials(secret: str, ttl: int = 600, name: str = "test") -> tuple[str, str]:
@@ -103,23 +104,30 @@ def parse(data: bytes) -> Response:
 class TurnClient:
     """One UDP socket, one allocation; `allocate()` then `create_permission(ip)`."""
 
-    def __init__(self, server: tuple[str, int], username: str, password: str, timeout=3.0):
+    def __init__(
+        self, server: tuple[str, int], username: str, password: str, timeout=3.0, source_port=0
+    ):
         self.server = server
         self.username = username
         self.password = password
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(timeout)
+        if source_port:  # a test's chosen port; else the kernel's on first send
+            self.sock.bind(("0.0.0.0", source_port))
         self.realm = b""
         self.nonce = b""
         self.relayed: tuple[str, int] | None = None
+        self.mismatches = 0
+        self.resent = 0  # requests sent again after no answer
 
     def close(self) -> None:
         """Delete the allocation (Refresh with lifetime 0, RFC 8656 §7), then the socket.
 
         Otherwise the allocation outlives the socket for its lifetime (10 minutes): it
         keeps counting against its username's quota, and a later socket that the kernel
-        gives the same source port may find its 5-tuple taken (the likely cause of a
-        quota test that once saw one allocation too few granted).
+        gives the same source port finds its 5-tuple taken (437, see `allocate`). The
+        quota test still met a 437 once after this change (an allocation of some other
+        client of the lab's address), hence the retry there as well.
         """
         try:
             if self.relayed is not None:
@@ -169,6 +177,7 @@ class TurnClient:
                     if response.transaction == transaction:
                         return response
             except TimeoutError:
+                self.resent += 1
                 continue
         raise TimeoutError(f"no answer from {self.server}")
 
@@ -181,8 +190,20 @@ class TurnClient:
         return response
 
     def allocate(self) -> Response:
+        """Allocate a relayed address. On 437 (Allocation Mismatch: the server still holds
+        an allocation on this source port, e.g. one a crashed client left behind on a port
+        the kernel handed out again) retry from a new socket, three addresses in all, as
+        RFC 8656 §7.3 tells a client to; `mismatches` counts such retries."""
         transport = _attribute(REQUESTED_TRANSPORT, struct.pack("!B3x", UDP))
-        response = self.authenticated(ALLOCATE, lambda _t: [transport])
+        for _address in range(3):
+            response = self.authenticated(ALLOCATE, lambda _t: [transport])
+            if response.error != ALLOCATION_MISMATCH:
+                break
+            self.mismatches += 1
+            timeout = self.sock.gettimeout()
+            self.sock.close()
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.settimeout(timeout)
         if response.success:
             self.relayed = response.address(XOR_RELAYED_ADDRESS)
         return response
