@@ -113,7 +113,8 @@ class TurnClient:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(timeout)
         if source_port:  # a test's chosen port; else the kernel's on first send
-            self.sock.bind(("0.0.0.0", source_port))
+            # Only ever used inside a test's own network namespace (tests/support/netlab).
+            self.sock.bind(("0.0.0.0", source_port))  # noqa: S104
         self.realm = b""
         self.nonce = b""
         self.relayed: tuple[str, int] | None = None
