@@ -24,14 +24,12 @@ measures the difference.
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.db import connections
 from django.http import FileResponse
 from django.urls import set_script_prefix
 
@@ -91,17 +89,3 @@ class SyncChainASGIHandler(ASGIHandler):
             # the request and owns its database connection, before sending.
             response.close()
         return response
-
-    def close_connections(self, timeout: float = 10) -> None:
-        """Close the database connections that the pool's threads keep (a test session
-        before it drops its database). A connection belongs to its thread, so every
-        thread closes its own: each of THREADS tasks waits for all the others, so no
-        thread runs two of them."""
-        barrier = threading.Barrier(THREADS)
-
-        def close() -> None:
-            connections.close_all()
-            barrier.wait(timeout)
-
-        for future in [self.executor.submit(close) for _ in range(THREADS)]:
-            future.result(timeout)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -43,18 +45,35 @@ def pytest_sessionfinish(session, exitstatus):
         Path(report).write_text(json.dumps({"outcomes": _outcomes, "skipped": _skip_reasons}))
 
 
+def _close_in_every_thread(executor, threads: int, timeout: float = 10) -> None:
+    """Run `connections.close_all` once in each of an executor's threads: a connection
+    belongs to its thread. Each task waits for all the others, so no thread runs two."""
+    from django.db import connections
+
+    barrier = threading.Barrier(threads)
+
+    def close() -> None:
+        connections.close_all()
+        barrier.wait(timeout)
+
+    for future in [executor.submit(close) for _ in range(threads)]:
+        future.result(timeout)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_kept_database_connections(django_db_setup, django_db_blocker):
     """At the end, before the test database is dropped: the connections that long-lived
     threads keep (CONN_MAX_AGE) would keep PostgreSQL from dropping it."""
     yield
     from asgiref.sync import SyncToAsync
-    from django.db import connections
 
+    gc.collect()  # threads that ended (closed event loops' pools) leave theirs to the collector
     with django_db_blocker.unblock():
-        SyncToAsync.single_thread_executor.submit(connections.close_all).result(10)
+        _close_in_every_thread(SyncToAsync.single_thread_executor, 1)
         if "redconnect.asgi" in sys.modules:
-            sys.modules["redconnect.asgi"].django_asgi_app.close_connections()
+            from redconnect.handler import THREADS
+
+            _close_in_every_thread(sys.modules["redconnect.asgi"].django_asgi_app.executor, THREADS)
 
 
 @pytest.fixture(autouse=True)
