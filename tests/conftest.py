@@ -60,10 +60,11 @@ def _close_in_every_thread(executor, threads: int, timeout: float = 10) -> None:
         future.result(timeout)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _close_kept_database_connections(django_db_setup, django_db_blocker):
-    """At the end, before the test database is dropped: the connections that long-lived
-    threads keep (CONN_MAX_AGE) would keep PostgreSQL from dropping it."""
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and at its end, before the test database is dropped, the
+    connections that long-lived threads keep (CONN_MAX_AGE) closed: they would keep
+    PostgreSQL from dropping it. Only sessions that use the database set it up."""
     yield
     from asgiref.sync import SyncToAsync
 
